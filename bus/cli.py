@@ -1,0 +1,138 @@
+"""The ``hookbus`` command.
+
+Operator commands live here (``worker``, ``status``, ``groups``); the ingest and consumer packages add theirs
+(``ingest``, ``send``, ``demo``, ``dev``, ``sandbox``) through the ``hookbus.commands`` entry-point group, so bus/
+never imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from .config import BusSettings
+from .connection import REDIS_DOWN, connect
+from .errors import ConfigError
+from .groups import ensure_groups
+from .logs import configure
+from .naming import Names
+from .registry import load_consumer, load_consumers
+from .status import dlq_lengths, render, streams_status
+
+
+class WorkerSettings(BusSettings):
+    """Worker knobs (environment): ``HOOKBUS_BLOCK_MS`` (XREADGROUP BLOCK, milliseconds), ``HOOKBUS_BATCH_SIZE``,
+    ``HOOKBUS_CONCURRENCY``, ``HOOKBUS_CLAIM_INTERVAL_S``, ``HOOKBUS_VISIBILITY_TIMEOUT_S`` (seconds before a
+    silent consumer's entries are reclaimed), ``HOOKBUS_GRACE_S`` (shutdown grace), ``HOOKBUS_METRICS_PORT``
+    (0 = no metrics endpoint)."""
+
+    hookbus_block_ms: int = 2000
+    hookbus_batch_size: int = 100
+    hookbus_concurrency: int = 16
+    hookbus_claim_interval_s: float = 1.0
+    hookbus_visibility_timeout_s: float = 60.0
+    hookbus_grace_s: float = 10.0
+    hookbus_metrics_port: int = 0
+
+
+@click.group()
+@click.version_option(package_name="hookbus")
+def main() -> None:
+    """hookbus: signed webhooks in, Redis Streams in the middle, reliable workers out."""
+
+
+@main.command()
+@click.argument("name")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port.")
+def worker(name: str, metrics_port: int | None) -> None:
+    """Run the consumer NAME (e.g. accounting) in this process until SIGTERM/SIGINT."""
+    from .worker import Worker
+
+    settings = WorkerSettings()
+    configure(settings.hookbus_log_level)
+    try:
+        consumer = load_consumer(name)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    port = metrics_port if metrics_port is not None else settings.hookbus_metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+
+    async def run() -> None:
+        redis = connect(settings.redis_url, socket_timeout_s=settings.hookbus_block_ms / 1000 + 5)
+        runner = Worker(
+            consumer,
+            redis,
+            Names(settings.hookbus_key_prefix),
+            batch_size=settings.hookbus_batch_size,
+            block_ms=settings.hookbus_block_ms,
+            concurrency=settings.hookbus_concurrency,
+            claim_interval_s=settings.hookbus_claim_interval_s,
+            visibility_timeout_s=settings.hookbus_visibility_timeout_s,
+            grace_s=settings.hookbus_grace_s,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.run()
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+@main.command()
+def status() -> None:
+    """Per stream: length; per consumer group: consumers, pending, lag, last delivered id."""
+    settings = BusSettings()
+
+    async def run() -> str:
+        redis = connect(settings.redis_url, socket_timeout_s=5)
+        try:
+            names = Names(settings.hookbus_key_prefix)
+            return render(await streams_status(redis, names), await dlq_lengths(redis, names))
+        finally:
+            await redis.aclose()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+
+
+@main.command()
+def groups() -> None:
+    """Create the consumer groups of every installed consumer (a release step; ingest also does it at start-up)."""
+    settings = BusSettings()
+
+    async def run() -> int:
+        redis = connect(settings.redis_url, socket_timeout_s=5)
+        try:
+            return await ensure_groups(redis, Names(settings.hookbus_key_prefix), load_consumers())
+        finally:
+            await redis.aclose()
+
+    try:
+        created = asyncio.run(run())
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+    click.echo(f"consumer groups created: {created}")
+
+
+def _load_plugins() -> None:
+    for ep in entry_points(group="hookbus.commands"):
+        command = ep.load()
+        main.add_command(command, ep.name)
+
+
+_load_plugins()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Creating Redis clients with timeouts that suit each role.
+
+redis-py's own exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``) are not subclasses of the
+builtin ones, so code that must survive an outage catches :data:`REDIS_DOWN` (see shared case 030).
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: Exceptions meaning "the server cannot be reached right now"; retry later, never crash.
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+
+def connect(url: str, *, socket_timeout_s: float, connect_timeout_s: float = 1.0) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` that returns bytes.
+
+    ``socket_timeout_s`` bounds every command. A worker blocking in ``XREADGROUP BLOCK <ms>`` must pass a value
+    larger than the BLOCK time, or an idle stream looks like an outage (shared case 029).
+
+    A command is retried once, at once, on a connection error: that replaces a pooled connection that went stale
+    when the server restarted. Longer outages are the caller's to handle (ingest answers 503, workers back off).
+    """
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1),
+        health_check_interval=30,
+        decode_responses=False,
+    )

@@ -1,0 +1,112 @@
+"""Declaring a consumer: its name (which is also its consumer group), the event types it handles, its handlers.
+
+    from bus import Consumer, Context, Event
+
+    consumer = Consumer("accounting")
+
+    @consumer.handler("payment.succeeded")
+    async def book_payment(event: Event, ctx: Context) -> None:
+        ...
+
+A handler returns normally on success (the entry is acked), raises :class:`bus.errors.RetryLater` or any other
+exception for a transient failure (the entry stays pending and is retried with backoff), or raises
+:class:`bus.errors.PermanentError` to dead-letter the entry at once. A handler never acks by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+
+from .envelope import Event
+from .naming import Names, idempotency_key
+from .retry import RetryPolicy
+
+StartFrom = Literal["new", "oldest"]
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler gets besides the event.
+
+    - ``group``: the consumer group (= the consumer's name); ``consumer``: this process's consumer name.
+    - ``stream`` and ``entry_id``: where the event sits; ``delivery_count``: deliveries so far, this one included
+      (from the pending entries list in Redis, so it survives restarts).
+    - ``idempotency_key``: stable for (group, source, event id); pass it downstream so a retry cannot act twice.
+    - ``redis``: the worker's client, for the consumer's own bookkeeping under ``names.state(group, ...)``.
+    - ``state``: what the consumer's lifespan yielded (API clients, settings).
+    """
+
+    group: str
+    consumer: str
+    stream: str
+    entry_id: str
+    delivery_count: int
+    idempotency_key: str
+    redis: aioredis.Redis
+    names: Names
+    state: Mapping[str, Any]
+    log: logging.LoggerAdapter[logging.Logger]
+
+    def key_for(self, *parts: str, source: str = "", event_id: str = "") -> str:
+        """An idempotency key for something other than the whole event, e.g. a business object several events
+        share (a payment reached by three Stripe events) or one step of a multi-step handler."""
+        return idempotency_key(self.group, source, event_id, *parts)
+
+
+Handler = Callable[[Event, Context], Awaitable[None]]
+Lifespan = Callable[[], contextlib.AbstractAsyncContextManager[Mapping[str, Any]]]
+
+
+@contextlib.asynccontextmanager
+async def _no_state() -> AsyncIterator[Mapping[str, Any]]:
+    yield {}
+
+
+@dataclass
+class Consumer:
+    """A consumer: one consumer group reading one stream per handled event type.
+
+    - ``name``: the consumer group name, also used in metrics and dead-letter stream names.
+    - ``lifespan``: an async context manager factory yielding the handlers' shared ``state`` (API clients);
+      entered once per worker process.
+    - ``start_from``: where a newly created group starts: ``"new"`` (only events published after its creation, the
+      default) or ``"oldest"`` (every entry still retained in the streams).
+    - ``retry``: the retry schedule for failed deliveries; ``handler(..., retry=...)`` overrides it per event type.
+    """
+
+    name: str
+    lifespan: Lifespan = _no_state
+    start_from: StartFrom = "new"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    retry_overrides: dict[str, RetryPolicy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ": \t\n*"):
+            raise ValueError(f"consumer name {self.name!r} must be non-empty without ':', '*' or whitespace")
+
+    def handler(self, event_type: str, *, retry: RetryPolicy | None = None) -> Callable[[Handler], Handler]:
+        """Register the decorated coroutine function as the handler of ``event_type``. One handler per type."""
+
+        def register(func: Handler) -> Handler:
+            if event_type in self.handlers:
+                raise ValueError(f"{self.name}: a handler for {event_type!r} is already registered")
+            self.handlers[event_type] = func
+            if retry is not None:
+                self.retry_overrides[event_type] = retry
+            return func
+
+        return register
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return tuple(sorted(self.handlers))
+
+    def retry_for(self, event_type: str) -> RetryPolicy:
+        return self.retry_overrides.get(event_type, self.retry)

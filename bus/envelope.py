@@ -1,0 +1,113 @@
+"""The event envelope: what travels on every hookbus stream.
+
+Attribute names follow CloudEvents 1.0 (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md):
+``id``, ``source``, ``type``, ``subject``, ``time``, ``data`` plus ``specversion``. ``id`` is the provider's own
+event id (unique per ``source``), which is what makes deduplication and idempotency keys stable.
+
+On a stream an event is one entry with a single field ``event`` holding the orjson-encoded envelope, so an entry
+is read and written in one piece and the format can grow without new fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import EnvelopeError
+
+SPECVERSION = "1.0"
+FIELD = b"event"
+
+
+def utc_now_rfc3339() -> str:
+    """The current time as RFC 3339 with an explicit ``Z`` offset, millisecond precision."""
+    return rfc3339(dt.datetime.now(dt.UTC))
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """Format an aware datetime as RFC 3339 (``2026-01-01T00:00:00.000Z`` for UTC)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: an RFC 3339 time needs an offset")
+    text = moment.isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def from_unix(seconds: int | float) -> str:
+    """RFC 3339 UTC time of a Unix timestamp in seconds (Stripe's ``created``)."""
+    return rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One canonical event.
+
+    - ``id``: the source's event id (``evt_…`` for Stripe); with ``source`` it identifies the event.
+    - ``source``: the provider name, e.g. ``"stripe"``.
+    - ``type``: a canonical type such as ``"payment.succeeded"`` (see ARCHITECTURE.md).
+    - ``subject``: the business object the event is about (a payment intent id, a booking uid), or ``None``.
+    - ``time``: RFC 3339 time at which the event happened at the source.
+    - ``data``: JSON-serializable payload. Money is an integer in minor units plus an ISO 4217 ``currency``.
+    - ``extensions``: CloudEvents extension attributes (lower-case alphanumeric names), e.g. ``receivedtime``.
+    """
+
+    id: str
+    source: str
+    type: str
+    time: str
+    data: Mapping[str, Any]
+    subject: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.subject is not None:
+            doc["subject"] = self.subject
+        doc.update(self.extensions)
+        return orjson.dumps(doc)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        """Decode an envelope. Raises :class:`bus.errors.EnvelopeError` if it is not a valid hookbus event."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EnvelopeError(f"envelope is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise EnvelopeError("envelope is not a JSON object")
+        try:
+            if doc.pop("specversion") != SPECVERSION:
+                raise EnvelopeError("unsupported specversion")
+            doc.pop("datacontenttype", None)
+            known = {k: doc.pop(k) for k in ("id", "source", "type", "time", "data")}
+            subject = doc.pop("subject", None)
+        except KeyError as exc:
+            raise EnvelopeError(f"envelope lacks required attribute {exc.args[0]!r}") from exc
+        if not all(isinstance(known[k], str) and known[k] for k in ("id", "source", "type", "time")):
+            raise EnvelopeError("envelope attributes id, source, type and time must be non-empty strings")
+        if not isinstance(known["data"], dict):
+            raise EnvelopeError("envelope data must be a JSON object")
+        return cls(subject=subject, extensions={k: str(v) for k, v in doc.items()}, **known)
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        """The stream entry fields for XADD."""
+        return {FIELD: self.to_json()}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes]) -> Event:
+        """Decode a stream entry's fields. Raises :class:`bus.errors.EnvelopeError`."""
+        raw = fields.get(FIELD)
+        if raw is None:
+            raise EnvelopeError("stream entry has no 'event' field")
+        return cls.from_json(raw)

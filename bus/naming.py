@@ -1,0 +1,57 @@
+"""Every Redis key hookbus uses, in one place.
+
+All keys start with a configurable prefix (``hookbus`` by default):
+
+- ``{prefix}:stream:{event type}`` — one stream per canonical event type, e.g. ``hookbus:stream:payment.succeeded``;
+  each consumer reads it through its own consumer group, named after the consumer (``accounting``).
+- ``{prefix}:dlq:{group}`` — the consumer group's dead-letter stream.
+- ``{prefix}:retry:{group}`` — hash of entry id → earliest next attempt (Unix ms) for entries that failed.
+- ``{prefix}:dedupe:{source}:{event id}`` — provider event ids already published (expire after the dedupe TTL).
+- ``{prefix}:state:{group}:{name}`` — a consumer's own keys (idempotency records, per-object bookkeeping).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+# A fixed namespace so idempotency keys are the same on every host and after every restart.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("4f2d6c1e-8a57-4b1e-9f0e-6b1f9d3c2a10")
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Builds key names under one prefix."""
+
+    prefix: str = "hookbus"
+
+    def stream(self, event_type: str) -> str:
+        return f"{self.prefix}:stream:{event_type}"
+
+    def stream_pattern(self) -> str:
+        return f"{self.prefix}:stream:*"
+
+    def event_type_of(self, stream: str) -> str:
+        return stream.removeprefix(f"{self.prefix}:stream:")
+
+    def dlq(self, group: str) -> str:
+        return f"{self.prefix}:dlq:{group}"
+
+    def retry(self, group: str) -> str:
+        return f"{self.prefix}:retry:{group}"
+
+    def dedupe(self, source: str, event_id: str) -> str:
+        return f"{self.prefix}:dedupe:{source}:{event_id}"
+
+    def state(self, group: str, name: str) -> str:
+        return f"{self.prefix}:state:{group}:{name}"
+
+
+def idempotency_key(group: str, source: str, event_id: str, *parts: str) -> str:
+    """A stable key for one group's handling of one event (a UUID string, 36 characters).
+
+    The same (group, source, event id, parts) always gives the same key, in any process, so a retried or reclaimed
+    delivery sends the same key downstream (QuickBooks ``requestid``, an ``Idempotency-Key`` header). ``parts``
+    narrow it further, e.g. to one step of a handler or to a business object shared by several events.
+    """
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, "\x1f".join((group, source, event_id, *parts))))

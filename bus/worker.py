@@ -1,0 +1,433 @@
+"""The worker runtime: read, dispatch, ack, retry through the pending entries list, reclaim, dead-letter.
+
+One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
+
+- It blocks in ``XREADGROUP ... BLOCK`` on every stream the consumer handles (no sleep loop) and runs the handlers
+  of a batch concurrently (up to ``concurrency``); the successful ones are acked with one XACK per stream.
+- A failed entry is *not* acked. Its next attempt time (backoff by delivery count, or a later ``Retry-After``) is
+  recorded in the group's retry hash, and the reclaimer (the only timer) XCLAIMs it once due. The delivery count
+  comes from the pending entries list (XPENDING), so it survives restarts.
+- An entry pending with no retry record for longer than ``visibility_timeout_s`` belongs to a crashed consumer and
+  is reclaimed the same way. Handlers running longer than a third of that extend their lease (``XCLAIM JUSTID`` to
+  themselves, which does not raise the delivery count).
+- After the last attempt, for a :class:`bus.errors.PermanentError`, or for bytes that are not an envelope, the entry
+  moves to the dead-letter stream atomically with its XACK.
+- Redis outages are survived: the loops back off and reconnect, a vanished group is recreated (NOGROUP).
+- ``stop()`` (SIGTERM/SIGINT): stop reading, give in-flight handlers ``grace_s`` to finish, ack those that did and
+  leave the rest pending. Nothing is acked that did not finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from .connection import REDIS_DOWN
+from .consumer import Consumer, Context
+from .deadletter import DeadLetter, DeadLetterMover
+from .envelope import FIELD, Event
+from .errors import EnvelopeError, PermanentError, RetryLater
+from .groups import ensure_groups, is_nogroup
+from .naming import Names, idempotency_key
+
+log = logging.getLogger("hookbus.worker")
+
+
+class Outcome(enum.Enum):
+    ACKED = "acked"
+    RETRY = "retry"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    stream: str
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+    delivery_count: int
+
+
+def default_consumer_name() -> str:
+    """``host-pid``: unique per process, so a restarted process never inherits a dead one's entries by name."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """Runs ``consumer`` against ``redis``.
+
+    Times are in seconds except ``block_ms`` (the XREADGROUP BLOCK argument, milliseconds). The client's socket
+    timeout must exceed ``block_ms`` (see :func:`bus.connection.connect`).
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        redis: aioredis.Redis,
+        names: Names,
+        *,
+        consumer_name: str | None = None,
+        batch_size: int = 100,
+        block_ms: int = 2000,
+        concurrency: int = 16,
+        claim_interval_s: float = 1.0,
+        visibility_timeout_s: float = 60.0,
+        grace_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not consumer.handlers:
+            raise ValueError(f"consumer {consumer.name!r} has no handlers")
+        self.consumer = consumer
+        self.group = consumer.name
+        self.name = consumer_name or default_consumer_name()
+        self._redis = redis
+        self._names = names
+        self._batch_size = batch_size
+        self._block_ms = block_ms
+        self._concurrency = asyncio.Semaphore(concurrency)
+        self._claim_interval_s = claim_interval_s
+        self._visibility_ms = int(visibility_timeout_s * 1000)
+        self._grace_s = grace_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._streams = [names.stream(t) for t in consumer.event_types]
+        self._retry_hash = names.retry(self.group)
+        self._dlq = names.dlq(self.group)
+        self._mover = DeadLetterMover(redis)
+        self._stopping = asyncio.Event()
+        self._inflight: dict[tuple[str, str], float] = {}
+        self._state: Mapping[str, object] = {}
+        #: Counts by outcome since start, for logs, tests and ``hookbus status``.
+        self.counts: dict[str, int] = {o.value: 0 for o in Outcome} | {"reclaimed": 0, "deleted": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new reads; in-flight handlers get ``grace_s`` seconds."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`. Enters the consumer's lifespan once for the whole run."""
+        async with self.consumer.lifespan() as state:
+            self._state = state
+            await self._retry_until_up(self._ensure_groups)
+            log.info("worker started", extra={"group": self.group, "consumer": self.name, "streams": self._streams})
+            reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"{self.group}-reclaimer")
+            try:
+                await self._read_loop()
+            finally:
+                # The reclaimer wakes on stop and lets its own batch finish within the grace period.
+                self._stopping.set()
+                await asyncio.gather(reclaimer, return_exceptions=True)
+            log.info("worker stopped", extra={"group": self.group, "consumer": self.name, **self.counts})
+
+    async def _ensure_groups(self) -> None:
+        await ensure_groups(self._redis, self._names, [self.consumer])
+
+    async def _retry_until_up(self, action: Callable[[], object]) -> None:
+        """Run ``action`` until Redis answers, backing off (capped, jittered) while it is down."""
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await action()  # type: ignore[misc]
+                return
+            except REDIS_DOWN as exc:
+                log.warning("redis unreachable, retrying", extra={"group": self.group, "error": repr(exc)})
+                await self._sleep(delay * self._rng.uniform(0.5, 1.0))
+                delay = min(delay * 2, 5.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        streams = dict.fromkeys(self._streams, ">")
+        outage = 0.2
+        while not self._stopping.is_set():
+            read = asyncio.ensure_future(
+                self._redis.xreadgroup(self.group, self.name, streams, count=self._batch_size, block=self._block_ms)
+            )
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not read.done():
+                # Stopping while blocked: entries Redis hands out after this point stay pending under our name and
+                # are reclaimed after the visibility timeout, so cancelling loses nothing.
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
+                return
+            try:
+                reply = read.result()
+                outage = 0.2
+            except ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                log.warning("consumer group vanished (NOGROUP); recreating it", extra={"group": self.group})
+                await self._retry_until_up(self._ensure_groups)
+                continue
+            except REDIS_DOWN as exc:
+                log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
+                await self._sleep(outage * self._rng.uniform(0.5, 1.0))
+                outage = min(outage * 2, 5.0)
+                continue
+            deliveries = [
+                Delivery(stream.decode(), entry_id.decode(), fields, 1)
+                for stream, entries in reply or ()
+                for entry_id, fields in entries
+            ]
+            if deliveries:
+                await self._run_batch(deliveries)
+
+    # -- processing --------------------------------------------------------------------------------------------
+
+    async def _run_batch(self, deliveries: list[Delivery]) -> None:
+        """Handle ``deliveries`` concurrently, then ack the successes (one XACK per stream)."""
+        tasks = {asyncio.create_task(self._handle(d)): d for d in deliveries}
+        stop = asyncio.ensure_future(self._stopping.wait())
+        pending: set[asyncio.Task[Outcome]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[arg-type]
+            pending.discard(stop)  # type: ignore[arg-type]
+            if stop.done() and pending:
+                _, pending = await asyncio.wait(pending, timeout=self._grace_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                if pending:
+                    log.warning(
+                        "grace period over; unfinished entries stay pending",
+                        extra={"group": self.group, "unfinished": len(pending)},
+                    )
+                break
+        stop.cancel()
+        acks: dict[str, list[str]] = {}
+        for task, delivery in tasks.items():
+            outcome = Outcome.CANCELLED if task.cancelled() or task.exception() else task.result()
+            self.counts[outcome.value] += 1
+            if outcome is Outcome.ACKED:
+                acks.setdefault(delivery.stream, []).append(delivery.entry_id)
+        if acks:
+            await self._ack(acks)
+
+    async def _ack(self, acks: Mapping[str, list[str]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for stream, ids in acks.items():
+                    pipe.xack(stream, self.group, *ids)
+                    pipe.hdel(self._retry_hash, *ids)
+                await pipe.execute()
+        except REDIS_DOWN as exc:
+            # Not acked means redelivered later; handlers are idempotent, so this costs a repeat, never a loss.
+            log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(exc)})
+
+    async def _handle(self, delivery: Delivery) -> Outcome:
+        key = (delivery.stream, delivery.entry_id)
+        async with self._concurrency:
+            self._inflight[key] = self._clock()
+            try:
+                return await self._dispatch(delivery)
+            finally:
+                del self._inflight[key]
+
+    async def _dispatch(self, delivery: Delivery) -> Outcome:
+        try:
+            event = Event.from_fields(delivery.fields)
+        except EnvelopeError as exc:
+            return await self._dead_letter(delivery, "EnvelopeError", str(exc), first_failure_ms=None)
+        event_type = self._names.event_type_of(delivery.stream)
+        handler = self.consumer.handlers.get(event_type)
+        if handler is None:  # the group reads only streams it has handlers for; this is a misrouted entry
+            return await self._dead_letter(delivery, "NoHandler", f"no handler for {event_type!r}", None)
+        extra = {
+            "event_id": event.id,
+            "event_type": event.type,
+            "source": event.source,
+            "group": self.group,
+            "entry_id": delivery.entry_id,
+            "attempt": delivery.delivery_count,
+        }
+        ctx = Context(
+            group=self.group,
+            consumer=self.name,
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            delivery_count=delivery.delivery_count,
+            idempotency_key=idempotency_key(self.group, event.source, event.id),
+            redis=self._redis,
+            names=self._names,
+            state=self._state,
+            log=logging.LoggerAdapter(logging.getLogger(f"hookbus.{self.group}"), extra),
+        )
+        started = time.perf_counter()
+        try:
+            await handler(event, ctx)
+        except PermanentError as exc:
+            return await self._dead_letter(delivery, type(exc).__name__, exc.reason, None, extra)
+        except Exception as exc:  # any other failure is transient: retried with backoff
+            delay = exc.delay if isinstance(exc, RetryLater) else None
+            return await self._failed(delivery, exc, delay, extra)
+        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": round(time.perf_counter() - started, 6)})
+        return Outcome.ACKED
+
+    async def _failed(self, delivery: Delivery, exc: Exception, retry_after_s: float | None, extra: dict) -> Outcome:
+        """Record when to retry, or dead-letter once the attempts are used up."""
+        now_ms = int(self._clock() * 1000)
+        previous = await self._failure_record(delivery.entry_id)
+        first_ms = int(previous["first_failure_ms"]) if previous else now_ms
+        reason = str(exc) or type(exc).__name__
+        policy = self.consumer.retry_for(self._names.event_type_of(delivery.stream))
+        if policy.exhausted(delivery.delivery_count):
+            return await self._dead_letter(delivery, type(exc).__name__, reason, first_ms, extra)
+        delay_s = max(policy.delay_s(delivery.delivery_count, rng=self._rng), retry_after_s or 0.0)
+        record = {
+            "retry_at_ms": now_ms + int(delay_s * 1000),
+            "first_failure_ms": first_ms,
+            "error_type": type(exc).__name__,
+            "reason": reason[:500],
+        }
+        try:
+            await self._redis.hset(self._retry_hash, delivery.entry_id, orjson.dumps(record))
+        except REDIS_DOWN:
+            pass  # without a record the entry is retried after the visibility timeout instead
+        log.warning(
+            "handler failed; will retry",
+            extra=extra | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": delay_s},
+        )
+        return Outcome.RETRY
+
+    async def _failure_record(self, entry_id: str) -> dict | None:
+        try:
+            raw = await self._redis.hget(self._retry_hash, entry_id)
+        except REDIS_DOWN:
+            return None
+        return orjson.loads(raw) if raw else None
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        error_type: str,
+        reason: str,
+        first_failure_ms: int | None,
+        extra: dict | None = None,
+    ) -> Outcome:
+        now_ms = int(self._clock() * 1000)
+        if first_failure_ms is None:
+            previous = await self._failure_record(delivery.entry_id)
+            first_failure_ms = int(previous["first_failure_ms"]) if previous else now_ms
+        record = DeadLetter(
+            event=delivery.fields.get(FIELD, orjson.dumps({k.decode(): v.decode() for k, v in delivery.fields.items()})),
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            group=self.group,
+            consumer=self.name,
+            error_type=error_type,
+            reason=reason,
+            attempts=delivery.delivery_count,
+            first_failure_ms=first_failure_ms,
+            last_failure_ms=now_ms,
+        )
+        try:
+            dlq_id = await self._mover.move(record, dlq=self._dlq, retry_hash=self._retry_hash)
+        except REDIS_DOWN:
+            return Outcome.RETRY  # still pending; the reclaimer tries again
+        log.error(
+            "dead-lettered",
+            extra=(extra or {"group": self.group, "entry_id": delivery.entry_id})
+            | {"outcome": "dead_lettered", "error_type": error_type, "error": reason, "dlq_entry_id": dlq_id},
+        )
+        return Outcome.DEAD_LETTERED
+
+    # -- reclaiming --------------------------------------------------------------------------------------------
+
+    async def _reclaim_loop(self) -> None:
+        """The only timer: extend leases, reclaim due retries and crashed consumers' entries."""
+        while not self._stopping.is_set():
+            await self._sleep(self._claim_interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._extend_leases()
+                for stream in self._streams:
+                    deliveries = await self._claim_due(stream)
+                    if deliveries:
+                        await self._run_batch(deliveries)
+            except REDIS_DOWN as exc:
+                log.debug("reclaim skipped: redis unreachable", extra={"group": self.group, "error": repr(exc)})
+            except ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                await self._retry_until_up(self._ensure_groups)
+
+    async def _extend_leases(self) -> None:
+        """Re-claim long-running entries to ourselves so nobody takes them over while their handler still runs."""
+        limit = self._clock() - self._visibility_ms / 3000
+        by_stream: dict[str, list[str]] = {}
+        for (stream, entry_id), started in list(self._inflight.items()):
+            if started < limit:
+                by_stream.setdefault(stream, []).append(entry_id)
+        for stream, ids in by_stream.items():
+            await self._redis.xclaim(stream, self.group, self.name, min_idle_time=0, message_ids=ids, justid=True)
+
+    async def _claim_due(self, stream: str) -> list[Delivery]:
+        pending = await self._redis.xpending_range(stream, self.group, min="-", max="+", count=self._batch_size)
+        if not pending:
+            return []
+        ids = [p["message_id"] for p in pending]
+        records = await self._redis.hmget(self._retry_hash, ids)
+        now_ms = int(self._clock() * 1000)
+        due: dict[str, tuple[int, int]] = {}
+        for entry, raw in zip(pending, records, strict=True):
+            entry_id = entry["message_id"].decode()
+            if (stream, entry_id) in self._inflight:
+                continue
+            idle, count = int(entry["time_since_delivered"]), int(entry["times_delivered"])
+            if raw is not None:
+                ready = now_ms >= orjson.loads(raw)["retry_at_ms"]
+            else:
+                ready = idle >= self._visibility_ms
+            if ready:
+                due[entry_id] = (idle, count)
+        if not due:
+            return []
+        # min-idle-time makes the claim atomic against other reclaimers: an entry someone claimed since our XPENDING
+        # has a fresh idle time and is skipped.
+        min_idle = max(1, min(idle for idle, _ in due.values()))
+        claimed = await self._redis.xclaim(stream, self.group, self.name, min_idle_time=min_idle, message_ids=list(due))
+        deliveries = []
+        for entry_id_raw, fields in claimed:
+            entry_id = entry_id_raw.decode()
+            if not fields:  # deleted from the stream while pending: nothing to process, drop it from the PEL
+                self.counts["deleted"] += 1
+                await self._redis.xack(stream, self.group, entry_id)
+                await self._redis.hdel(self._retry_hash, entry_id)
+                continue
+            self.counts["reclaimed"] += 1
+            previous = due[entry_id][1]
+            policy = self.consumer.retry_for(self._names.event_type_of(stream))
+            if policy.exhausted(previous):
+                # Delivered max_attempts times without a recorded outcome (e.g. it crashes its worker): give up.
+                given_up = Delivery(stream, entry_id, fields, previous)
+                reason = f"no success after {previous} deliveries"
+                self.counts[(await self._dead_letter(given_up, "AttemptsExhausted", reason, None)).value] += 1
+                continue
+            deliveries.append(Delivery(stream, entry_id, fields, previous + 1))
+        if deliveries:
+            log.info("reclaimed", extra={"group": self.group, "stream": stream, "count": len(deliveries)})
+        return deliveries

@@ -1,0 +1,1 @@
+"""hookbus ingest: the HTTP service that verifies, normalizes and publishes provider webhooks."""

@@ -1,0 +1,226 @@
+"""The ingest HTTP service (Starlette): verify → normalize → dedupe + XADD → answer.
+
+Routes:
+
+- ``POST /webhooks/{source}``: a provider's webhook. Answers (always a JSON body):
+  200 ``accepted`` only after the events are in Redis; 200 ``duplicate`` for a repeat of a provider event id (nothing
+  written); 200 ``ignored`` for an authentic event of a type hookbus does not handle (counted, not published);
+  401 missing/bad signature or stale timestamp; 400 malformed body; 404 unknown or unconfigured source;
+  413 body over the source's limit (checked before the body is read in full); 503 + ``Retry-After`` when Redis is
+  unreachable, so the provider retries (promise 1).
+- ``GET /healthz``: the process is up. ``GET /readyz``: Redis answers PING (503 otherwise).
+- ``GET /metrics``: Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bus.connection import REDIS_DOWN, connect
+from bus.consumer import Consumer
+from bus.envelope import utc_now_rfc3339
+from bus.groups import ensure_groups
+from bus.metrics import EVENTS_PUBLISHED, WEBHOOK_CLOCK_SKEW, WEBHOOKS_RECEIVED
+from bus.naming import Names
+from bus.publisher import Publisher
+from bus.registry import load_consumers
+
+from .body import BadContentLength, BodyTooLarge, read_body
+from .config import IngestSettings
+from .sources.base import PayloadError, SignatureError, Source
+from .sources.stripe import StripeSource, timestamp_of
+
+log = logging.getLogger("hookbus.ingest")
+
+#: Seconds a provider should wait before retrying while Redis is unreachable.
+RETRY_AFTER_S = 5
+
+
+def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON error body every non-2xx answer uses: ``{"error": code, "detail": human text}``."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def sources_from_settings(settings: IngestSettings) -> dict[str, Source]:
+    """The sources that have their secrets configured."""
+    sources: dict[str, Source] = {}
+    if settings.stripe_webhook_secret:
+        sources["stripe"] = StripeSource(
+            settings.stripe_webhook_secret,
+            tolerance_s=settings.stripe_tolerance_s,
+            max_body_bytes=settings.stripe_max_body_bytes,
+        )
+    return sources
+
+
+class Ingest:
+    """The request handling, separate from app wiring so tests can inject a clock, sources and consumers."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        names: Names,
+        sources: Mapping[str, Source],
+        consumers: Sequence[Consumer],
+        *,
+        dedupe_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.names = names
+        self.sources = dict(sources)
+        self.consumers = list(consumers)
+        self.publisher = Publisher(redis, names, dedupe_ttl_s=dedupe_ttl_s)
+        self.clock = clock
+        self.groups_ready = False
+
+    async def prepare_groups(self) -> None:
+        """Create every installed consumer's groups, so nothing published from now on is missed by any of them."""
+        await ensure_groups(self.redis, self.names, self.consumers)
+        self.groups_ready = True
+
+    async def webhook(self, request: Request) -> Response:
+        name = request.path_params["source"]
+        source = self.sources.get(name)
+        if source is None:
+            WEBHOOKS_RECEIVED.labels("unknown", "unknown_source").inc()
+            return error(404, "unknown_source", f"no configured source named {name!r}")
+        try:
+            body = await read_body(request, source.max_body_bytes)
+        except BodyTooLarge as exc:
+            WEBHOOKS_RECEIVED.labels(name, "too_large").inc()
+            return error(413, "body_too_large", str(exc), {"Connection": "close"})
+        except BadContentLength as exc:
+            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            return error(400, "bad_request", str(exc))
+        now = self.clock()
+        try:
+            source.verify(request.headers, body, now)
+        except SignatureError as exc:
+            WEBHOOKS_RECEIVED.labels(name, "bad_signature").inc()
+            return error(401, "bad_signature", str(exc))
+        self._note_clock_skew(source, request, now)
+        try:
+            delivery = source.parse(body)
+        except PayloadError as exc:
+            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            return error(400, "bad_request", str(exc))
+        if not delivery.events:
+            WEBHOOKS_RECEIVED.labels(name, "unhandled_type").inc()
+            log.info("ignored unhandled type", extra={"source": name, "event_id": delivery.event_id,
+                                                      "provider_type": delivery.provider_type})
+            return JSONResponse({"status": "ignored", "event_id": delivery.event_id})
+        received = utc_now_rfc3339()
+        events = [dataclasses.replace(e, extensions={**e.extensions, "receivedtime": received}) for e in delivery.events]
+        try:
+            if not self.groups_ready:
+                await self.prepare_groups()
+            result = await self.publisher.publish(events, dedupe_id=(name, delivery.event_id))
+        except REDIS_DOWN as exc:
+            WEBHOOKS_RECEIVED.labels(name, "unavailable").inc()
+            log.warning("redis unreachable; answered 503", extra={"source": name, "event_id": delivery.event_id,
+                                                                  "error": repr(exc)})
+            return error(503, "unavailable", "event store unreachable; retry later",
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        if result.duplicate:
+            WEBHOOKS_RECEIVED.labels(name, "duplicate").inc()
+            log.info("duplicate dropped", extra={"source": name, "event_id": delivery.event_id})
+            return JSONResponse({"status": "duplicate", "event_id": delivery.event_id})
+        WEBHOOKS_RECEIVED.labels(name, "accepted").inc()
+        for event, entry_id in zip(events, result.entry_ids, strict=True):
+            EVENTS_PUBLISHED.labels(name, event.type).inc()
+            log.info("published", extra={"source": name, "event_id": event.id, "event_type": event.type,
+                                         "entry_id": entry_id})
+        return JSONResponse(
+            {"status": "accepted", "event_id": delivery.event_id, "entry_ids": list(result.entry_ids)}
+        )
+
+    def _note_clock_skew(self, source: Source, request: Request, now: float) -> None:
+        if isinstance(source, StripeSource):
+            if timestamp_of(request.headers["stripe-signature"]) > now:
+                WEBHOOK_CLOCK_SKEW.labels(source.name).inc()
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await self.redis.ping()
+        except REDIS_DOWN:
+            return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "up"})
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error(exc.status_code, code, exc.detail, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return error(500, "internal_error", "internal error; the delivery was not accepted")
+
+
+def create_app(
+    settings: IngestSettings | None = None,
+    *,
+    redis: aioredis.Redis | None = None,
+    sources: Mapping[str, Source] | None = None,
+    consumers: Sequence[Consumer] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the ingest app. Anything not given is taken from ``settings`` (default: the environment)."""
+    settings = settings or IngestSettings()
+    own_redis = redis is None
+    client = redis or connect(settings.redis_url, socket_timeout_s=settings.ingest_redis_timeout_s)
+    ingest = Ingest(
+        client,
+        Names(settings.hookbus_key_prefix),
+        sources if sources is not None else sources_from_settings(settings),
+        consumers if consumers is not None else load_consumers(),
+        dedupe_ttl_s=settings.hookbus_dedupe_ttl_s,
+        clock=clock,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not ingest.sources:
+            log.warning("no webhook source is configured (set STRIPE_WEBHOOK_SECRET)")
+        try:
+            await ingest.prepare_groups()
+        except REDIS_DOWN as exc:
+            log.warning("redis unreachable at start-up; groups are created before the first publish",
+                        extra={"error": repr(exc)})
+        yield
+        if own_redis:
+            await client.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{source}", ingest.webhook, methods=["POST"]),
+            Route("/healthz", ingest.healthz, methods=["GET"]),
+            Route("/readyz", ingest.readyz, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.ingest = ingest
+    return app

@@ -1,0 +1,1 @@
+"""Webhook sources: one module per provider (signature scheme + normalization)."""

@@ -1,0 +1,111 @@
+"""Types shared by every webhook source.
+
+A source is one provider's webhook scheme: :meth:`Source.verify` checks the signature over the raw request body
+(never a re-serialized copy, see case 001) and :meth:`Source.parse` turns the verified body into a :class:`Delivery`
+holding zero or more canonical :class:`bus.envelope.Event` objects.
+
+The app maps the two exceptions to HTTP answers: :class:`SignatureError` → 401, :class:`PayloadError` → 400.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from bus.envelope import Event
+
+__all__ = [
+    "Delivery",
+    "PayloadError",
+    "SignatureError",
+    "Source",
+    "header_value",
+    "hmac_sha256_hex",
+    "matches_any",
+]
+
+
+class SignatureError(Exception):
+    """Missing or bad signature, or a timestamp outside the replay window (→ HTTP 401).
+
+    The message is a short human reason (``"no signature matches"``); it never contains a secret or the expected
+    signature, so it is safe to log and to return to the caller.
+    """
+
+
+class PayloadError(Exception):
+    """The (verified) body is malformed: not JSON, wrong shape, bad amount or currency (→ HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery after parsing.
+
+    - ``event_id``: the provider's event id (``evt_…`` for Stripe); the dedupe key together with the source name.
+    - ``provider_type``: the provider's own event type, e.g. ``"charge.refunded"``.
+    - ``events``: the canonical events to publish; an empty tuple means hookbus does not handle this type.
+    """
+
+    event_id: str
+    provider_type: str
+    events: tuple[Event, ...] = ()
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A provider's webhook scheme.
+
+    - ``name``: the source name, used as the CloudEvents ``source`` attribute and in routes, metrics, dedupe keys.
+    - ``max_body_bytes``: largest accepted request body in bytes; the app enforces it before reading further (case 036).
+    """
+
+    name: str
+    max_body_bytes: int
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Check the signature of ``body`` (the raw bytes as received) at Unix time ``now`` (seconds).
+
+        ``headers`` is looked up case-insensitively (the app passes a ``starlette.datastructures.Headers``).
+        Raises :class:`SignatureError`; returns ``None`` when the delivery is authentic and fresh.
+        """
+        ...
+
+    def parse(self, body: bytes) -> Delivery:
+        """Normalize a verified body into a :class:`Delivery`. Raises :class:`PayloadError`."""
+        ...
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` looked up case-insensitively, or ``None``.
+
+    Works with ``starlette.datastructures.Headers`` (already case-insensitive; first value wins) and plain dicts.
+    """
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == wanted:
+            return candidate
+    return None
+
+
+def hmac_sha256_hex(key: bytes, message: bytes) -> str:
+    """Lower-case hex HMAC-SHA256 (RFC 2104) of ``message`` under ``key``: 64 characters."""
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def matches_any(expected: str, candidates: Iterable[str]) -> bool:
+    """Whether any candidate equals ``expected``, compared in constant time.
+
+    Every candidate is compared with :func:`hmac.compare_digest` (no early exit on the first match). Strings are
+    compared as UTF-8 bytes, so a non-ASCII candidate from a hostile header is a plain mismatch, not a ``TypeError``.
+    """
+    wanted = expected.encode("utf-8")
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(wanted, candidate.encode("utf-8", "replace"))
+    return found
