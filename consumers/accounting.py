@@ -28,10 +28,12 @@ from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import httpx
 from pydantic import field_validator
 
 from bus import Consumer, Context, Event
 from bus.config import BusSettings
+from bus.consumer import Lifespan
 from bus.errors import ConfigError, PermanentError
 from bus.locks import held
 from bus.money import normalize_currency, to_decimal
@@ -69,20 +71,32 @@ def parse_min_amount(text: str) -> tuple[Decimal, str] | None:
         raise ConfigError(f"ACCOUNTING_MIN_AMOUNT must look like '100.00 USD', got {text!r}") from exc
 
 
-@contextlib.asynccontextmanager
-async def lifespan() -> AsyncIterator[Mapping[str, Any]]:
-    settings = AccountingSettings()  # type: ignore[call-arg]  # required fields come from the environment
-    async with QuickBooksClient(
-        base_url=settings.quickbooks_base_url,
-        realm_id=settings.quickbooks_realm_id,
-        access_token=settings.quickbooks_access_token,
-        timeout_s=settings.quickbooks_timeout_s,
-    ) as quickbooks:
-        yield {"settings": settings, "quickbooks": quickbooks, "min_amount": parse_min_amount(
-            settings.accounting_min_amount)}
+def make_lifespan(
+    settings: AccountingSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Lifespan:
+    """The consumer's lifespan: settings (default: from the environment) and one QuickBooks client per process.
+    ``transport`` replaces the network (tests pass the sandbox app through ``httpx.ASGITransport``)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[Mapping[str, Any]]:
+        config = settings or AccountingSettings()  # type: ignore[call-arg]  # required fields come from the env
+        async with QuickBooksClient(
+            base_url=config.quickbooks_base_url,
+            realm_id=config.quickbooks_realm_id,
+            access_token=config.quickbooks_access_token,
+            timeout_s=config.quickbooks_timeout_s,
+            transport=transport,
+        ) as quickbooks:
+            yield {
+                "settings": config,
+                "quickbooks": quickbooks,
+                "min_amount": parse_min_amount(config.accounting_min_amount),
+            }
+
+    return lifespan
 
 
-consumer = Consumer("accounting", lifespan=lifespan)
+consumer = Consumer("accounting", lifespan=make_lifespan())
 
 
 def skip_reason(data: Mapping[str, Any], amount: Decimal, currency: str, state: Mapping[str, Any]) -> str | None:
@@ -128,8 +142,9 @@ async def book_sales_receipt(event: Event, ctx: Context) -> None:
     quickbooks: QuickBooksClient = ctx.state["quickbooks"]
     created = await quickbooks.create_sales_receipt(receipt, request_id=ctx.key_for("sales_receipt", payment_id))
     await ctx.redis.set(booked_key, created.id, ex=BOOKED_TTL_S)
-    ctx.log.info("sales receipt created", extra={"downstream_id": created.id, "amount": str(amount),
-                                                 "currency": currency})
+    ctx.log.info(
+        "sales receipt created", extra={"downstream_id": created.id, "amount": str(amount), "currency": currency}
+    )
 
 
 @consumer.handler("payment.refunded")
@@ -145,8 +160,10 @@ async def book_refund_receipt(event: Event, ctx: Context) -> None:
         booked = int(await ctx.redis.get(booked_key) or 0)
         delta = cumulative - booked
         if delta <= 0:
-            ctx.log.info("refund already booked", extra={"outcome": "already_done", "booked_minor": booked,
-                                                         "amount_refunded_minor": cumulative})
+            ctx.log.info(
+                "refund already booked",
+                extra={"outcome": "already_done", "booked_minor": booked, "amount_refunded_minor": cumulative},
+            )
             return
         receipt = RefundReceipt(
             amount=to_decimal(delta, currency),
@@ -160,8 +177,10 @@ async def book_refund_receipt(event: Event, ctx: Context) -> None:
         request_id = ctx.key_for("refund_receipt", charge_id, str(cumulative))
         created = await quickbooks.create_refund_receipt(receipt, request_id=request_id)
         await ctx.redis.set(booked_key, cumulative, ex=BOOKED_TTL_S)
-    ctx.log.info("refund receipt created", extra={"downstream_id": created.id, "amount": str(receipt.amount),
-                                                  "currency": currency})
+    ctx.log.info(
+        "refund receipt created",
+        extra={"downstream_id": created.id, "amount": str(receipt.amount), "currency": currency},
+    )
 
 
 def _date_of(rfc3339: str) -> dt.date:
