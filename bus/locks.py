@@ -23,7 +23,9 @@ return 0
 
 
 @contextlib.asynccontextmanager
-async def held(redis: aioredis.Redis, key: str, *, ttl_ms: int = 30_000, retry_in_s: float = 0.5) -> AsyncIterator[None]:
+async def held(
+    redis: aioredis.Redis, key: str, *, ttl_ms: int = 30_000, retry_in_s: float = 0.5
+) -> AsyncIterator[None]:
     """Hold ``key`` for the ``async with`` block. If another process holds it, raise :class:`RetryLater` with
     ``retry_in_s`` (seconds), so the worker retries the entry shortly instead of blocking."""
     token = secrets.token_hex(16)

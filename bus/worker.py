@@ -308,7 +308,8 @@ class Worker:
             pass  # without a record the entry is retried after the visibility timeout instead
         log.warning(
             "handler failed; will retry",
-            extra=extra | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": delay_s},
+            extra=extra
+            | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": delay_s},
         )
         return Outcome.RETRY
 
@@ -332,7 +333,9 @@ class Worker:
             previous = await self._failure_record(delivery.entry_id)
             first_failure_ms = int(previous["first_failure_ms"]) if previous else now_ms
         record = DeadLetter(
-            event=delivery.fields.get(FIELD, orjson.dumps({k.decode(): v.decode() for k, v in delivery.fields.items()})),
+            event=delivery.fields.get(
+                FIELD, orjson.dumps({k.decode(): v.decode() for k, v in delivery.fields.items()})
+            ),
             stream=delivery.stream,
             entry_id=delivery.entry_id,
             group=self.group,

@@ -119,21 +119,28 @@ class Ingest:
             return error(400, "bad_request", str(exc))
         if not delivery.events:
             WEBHOOKS_RECEIVED.labels(name, "unhandled_type").inc()
-            log.info("ignored unhandled type", extra={"source": name, "event_id": delivery.event_id,
-                                                      "provider_type": delivery.provider_type})
+            log.info(
+                "ignored unhandled type",
+                extra={"source": name, "event_id": delivery.event_id, "provider_type": delivery.provider_type},
+            )
             return JSONResponse({"status": "ignored", "event_id": delivery.event_id})
         received = utc_now_rfc3339()
-        events = [dataclasses.replace(e, extensions={**e.extensions, "receivedtime": received}) for e in delivery.events]
+        events = [
+            dataclasses.replace(e, extensions={**e.extensions, "receivedtime": received}) for e in delivery.events
+        ]
         try:
             if not self.groups_ready:
                 await self.prepare_groups()
             result = await self.publisher.publish(events, dedupe_id=(name, delivery.event_id))
         except REDIS_DOWN as exc:
             WEBHOOKS_RECEIVED.labels(name, "unavailable").inc()
-            log.warning("redis unreachable; answered 503", extra={"source": name, "event_id": delivery.event_id,
-                                                                  "error": repr(exc)})
-            return error(503, "unavailable", "event store unreachable; retry later",
-                         {"Retry-After": str(RETRY_AFTER_S)})
+            log.warning(
+                "redis unreachable; answered 503",
+                extra={"source": name, "event_id": delivery.event_id, "error": repr(exc)},
+            )
+            return error(
+                503, "unavailable", "event store unreachable; retry later", {"Retry-After": str(RETRY_AFTER_S)}
+            )
         if result.duplicate:
             WEBHOOKS_RECEIVED.labels(name, "duplicate").inc()
             log.info("duplicate dropped", extra={"source": name, "event_id": delivery.event_id})
@@ -141,11 +148,11 @@ class Ingest:
         WEBHOOKS_RECEIVED.labels(name, "accepted").inc()
         for event, entry_id in zip(events, result.entry_ids, strict=True):
             EVENTS_PUBLISHED.labels(name, event.type).inc()
-            log.info("published", extra={"source": name, "event_id": event.id, "event_type": event.type,
-                                         "entry_id": entry_id})
-        return JSONResponse(
-            {"status": "accepted", "event_id": delivery.event_id, "entry_ids": list(result.entry_ids)}
-        )
+            log.info(
+                "published",
+                extra={"source": name, "event_id": event.id, "event_type": event.type, "entry_id": entry_id},
+            )
+        return JSONResponse({"status": "accepted", "event_id": delivery.event_id, "entry_ids": list(result.entry_ids)})
 
     def _note_clock_skew(self, source: Source, request: Request, now: float) -> None:
         if isinstance(source, StripeSource):
@@ -206,8 +213,9 @@ def create_app(
         try:
             await ingest.prepare_groups()
         except REDIS_DOWN as exc:
-            log.warning("redis unreachable at start-up; groups are created before the first publish",
-                        extra={"error": repr(exc)})
+            log.warning(
+                "redis unreachable at start-up; groups are created before the first publish", extra={"error": repr(exc)}
+            )
         yield
         if own_redis:
             await client.aclose()

@@ -54,27 +54,38 @@ def scenario(secret: str) -> list[Webhook]:
             samples.charge_succeeded(amount=1999, currency="usd", payment_intent_id=pi_usd, charge_id=ch_usd),
             secret,
         ),
-        Webhook("invoice.paid 45.00 EUR", samples.invoice_paid(amount=4500, currency="eur", payment_intent_id=pi_eur),
-                secret),
+        Webhook(
+            "invoice.paid 45.00 EUR",
+            samples.invoice_paid(amount=4500, currency="eur", payment_intent_id=pi_eur),
+            secret,
+        ),
         Webhook(
             "payment_intent.succeeded for the same invoice payment",
             samples.payment_intent_succeeded(amount=4500, currency="eur", payment_intent_id=pi_eur),
             secret,
         ),
-        Webhook("charge.succeeded 1500 JPY (zero-decimal)", samples.charge_succeeded(amount=1500, currency="jpy"),
-                secret),
-        Webhook("payment_intent.succeeded 12.345 KWD (three-decimal)",
-                samples.payment_intent_succeeded(amount=12345, currency="kwd"), secret),
+        Webhook(
+            "charge.succeeded 1500 JPY (zero-decimal)", samples.charge_succeeded(amount=1500, currency="jpy"), secret
+        ),
+        Webhook(
+            "payment_intent.succeeded 12.345 KWD (three-decimal)",
+            samples.payment_intent_succeeded(amount=12345, currency="kwd"),
+            secret,
+        ),
         Webhook(
             "charge.refunded 5.00 of the USD payment",
-            samples.charge_refunded(charge_id=ch_usd, payment_intent_id=pi_usd, amount=1999, amount_refunded=500,
-                                    currency="usd"),
+            samples.charge_refunded(
+                charge_id=ch_usd, payment_intent_id=pi_usd, amount=1999, amount_refunded=500, currency="usd"
+            ),
             secret,
         ),
         Webhook("customer.created (not handled by hookbus)", samples.customer_created(), secret),
         Webhook("the first payment delivered again (duplicate)", first, secret),
-        Webhook("a payment signed with the wrong secret",
-                samples.payment_intent_succeeded(amount=99900, currency="usd"), forger),
+        Webhook(
+            "a payment signed with the wrong secret",
+            samples.payment_intent_succeeded(amount=99900, currency="usd"),
+            forger,
+        ),
     ]
 
 
@@ -167,14 +178,23 @@ def print_summary(results: list[tuple[str, int, str]], summary: dict[str, Any]) 
     click.echo(f"  unhandled types     {summary['unhandled_types']}")
     for event_type, n in summary["events_published"].items():
         click.echo(f"  published {event_type:<20} {n}")
-    click.echo(f"  QuickBooks sales receipts   {len(summary['sales_receipts'])}: {', '.join(summary['sales_receipts'])}")
-    click.echo(f"  QuickBooks refund receipts  {len(summary['refund_receipts'])}: {', '.join(summary['refund_receipts'])}")
+    click.echo(
+        f"  QuickBooks sales receipts   {len(summary['sales_receipts'])}: {', '.join(summary['sales_receipts'])}"
+    )
+    click.echo(
+        f"  QuickBooks refund receipts  {len(summary['refund_receipts'])}: {', '.join(summary['refund_receipts'])}"
+    )
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Also print the summary as one JSON line.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".hookbus/demo"), show_default=True,
-              help="Where the bundled Valkey keeps its data (wiped at the start of each demo).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".hookbus/demo"),
+    show_default=True,
+    help="Where the bundled Valkey keeps its data (wiped at the start of each demo).",
+)
 def demo(as_json: bool, data_dir: Path) -> None:
     """Run the whole pipeline once on sample Stripe webhooks, print what happened, stop everything."""
     import os
@@ -228,7 +248,9 @@ def dev(port: int, sandbox_port: int, data_dir: Path) -> None:
         click.echo(f"QuickBooks sandbox: {stack.sandbox_url}/_sandbox/objects")
         click.echo("\nIn another terminal:")
         click.echo(f"  export STRIPE_WEBHOOK_SECRET={env['STRIPE_WEBHOOK_SECRET']} REDIS_URL={env['REDIS_URL']}")
-        click.echo(f"  hookbus send stripe payment_intent.succeeded --amount 1999 --currency usd --url {stack.ingest_url}")
+        click.echo(
+            f"  hookbus send stripe payment_intent.succeeded --amount 1999 --currency usd --url {stack.ingest_url}"
+        )
         click.echo("  hookbus status\n\nCtrl-C stops everything.")
         try:
             while True:
