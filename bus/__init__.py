@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .consumer import Consumer, Context
 from .envelope import Event
-from .errors import ConfigError, EnvelopeError, HandlerError, HookbusError, PermanentError, RetryLater
+from .errors import ConfigError, EnvelopeError, HandlerError, HookbusError, NotReady, PermanentError, RetryLater
 from .naming import Names, idempotency_key
 from .publisher import Publisher, PublishResult
 from .retry import RetryPolicy
@@ -19,6 +19,7 @@ __all__ = [
     "HandlerError",
     "HookbusError",
     "Names",
+    "NotReady",
     "PermanentError",
     "PublishResult",
     "Publisher",

@@ -35,13 +35,18 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str, *, start_
     return True
 
 
-async def ensure_groups(redis: aioredis.Redis, names: Names, consumers: Iterable[Consumer]) -> int:
-    """Create every group the given consumers read through. Returns how many were created."""
+async def ensure_groups(
+    redis: aioredis.Redis, names: Names, consumers: Iterable[Consumer], *, start_id: str | None = None
+) -> int:
+    """Create every group the given consumers read through, including each group's replay stream. Returns how many
+    were created. ``start_id`` overrides the consumer's ``start_from``: after NOGROUP a group is recreated at ``"0"``
+    so the entries XADDed since the stream vanished are not skipped (shared case 026)."""
     created = 0
     for consumer in consumers:
-        start_id = "0" if consumer.start_from == "oldest" else "$"
+        first = start_id or ("0" if consumer.start_from == "oldest" else "$")
         for event_type in consumer.event_types:
-            created += await ensure_group(redis, names.stream(event_type), consumer.name, start_id=start_id)
+            created += await ensure_group(redis, names.stream(event_type), consumer.name, start_id=first)
+        created += await ensure_group(redis, names.replay(consumer.name), consumer.name, start_id="0")
     return created
 
 

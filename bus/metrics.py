@@ -36,3 +36,17 @@ HANDLER_DURATION = Histogram(
 MESSAGES_RECLAIMED = Counter(
     "hookbus_messages_reclaimed_total", "Pending entries claimed for another attempt, by group.", ["group"]
 )
+LOST_MESSAGES = Counter(
+    "hookbus_lost_messages_total",
+    "Pending entries deleted from their stream before a consumer could process them (XDEL or trimming by others).",
+    ["group"],
+)
+GROUPS_RECREATED = Counter(
+    "hookbus_group_recreated_total", "Consumer groups recreated after NOGROUP (the stream vanished).", ["group"]
+)
+CONSUMERS_DELETED = Counter(
+    "hookbus_consumers_deleted_total", "Idle consumers owning no pending entries removed from their group.", ["group"]
+)
+STREAM_ENTRIES_TRIMMED = Counter(
+    "hookbus_stream_entries_trimmed_total", "Entries removed from streams by retention trimming.", ["stream"]
+)

@@ -5,9 +5,12 @@ All keys start with a configurable prefix (``hookbus`` by default):
 - ``{prefix}:stream:{event type}`` — one stream per canonical event type, e.g. ``hookbus:stream:payment.succeeded``;
   each consumer reads it through its own consumer group, named after the consumer (``accounting``).
 - ``{prefix}:dlq:{group}`` — the consumer group's dead-letter stream.
+- ``{prefix}:replay:{group}`` — entries re-delivered to that group only (a replayed dead letter); read by the same
+  group alongside its event streams.
 - ``{prefix}:retry:{group}`` — hash of entry id → earliest next attempt (Unix ms) for entries that failed.
 - ``{prefix}:dedupe:{source}:{event id}`` — provider event ids already published (expire after the dedupe TTL).
 - ``{prefix}:state:{group}:{name}`` — a consumer's own keys (idempotency records, per-object bookkeeping).
+- ``{prefix}:step:{group}:{idempotency key}:{step}`` — the recorded result of a completed handler step (TTL).
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ class Names:
 
     def dlq(self, group: str) -> str:
         return f"{self.prefix}:dlq:{group}"
+
+    def replay(self, group: str) -> str:
+        return f"{self.prefix}:replay:{group}"
+
+    def dlq_pattern(self) -> str:
+        return f"{self.prefix}:dlq:*"
+
+    def group_of_dlq(self, dlq: str) -> str:
+        return dlq.removeprefix(f"{self.prefix}:dlq:")
+
+    def step(self, group: str, key: str, step: str) -> str:
+        return f"{self.prefix}:step:{group}:{key}:{step}"
 
     def retry(self, group: str) -> str:
         return f"{self.prefix}:retry:{group}"

@@ -2,17 +2,21 @@
 
 One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
 
-- It blocks in ``XREADGROUP ... BLOCK`` on every stream the consumer handles (no sleep loop) and runs the handlers
-  of a batch concurrently (up to ``concurrency``); the successful ones are acked with one XACK per stream.
+- It blocks in ``XREADGROUP ... BLOCK`` on every stream the consumer handles, plus the group's replay stream (no
+  sleep loop), runs the handlers of a batch concurrently (up to ``concurrency``) and acks the successful ones with
+  one XACK per stream.
 - A failed entry is *not* acked. Its next attempt time (backoff by delivery count, or a later ``Retry-After``) is
-  recorded in the group's retry hash, and the reclaimer (the only timer) XCLAIMs it once due. The delivery count
-  comes from the pending entries list (XPENDING), so it survives restarts.
+  recorded in the group's retry hash, and the reclaimer XCLAIMs it once due. The delivery count comes from the
+  pending entries list (XPENDING), so it survives restarts.
 - An entry pending with no retry record for longer than ``visibility_timeout_s`` belongs to a crashed consumer and
   is reclaimed the same way. Handlers running longer than a third of that extend their lease (``XCLAIM JUSTID`` to
   themselves, which does not raise the delivery count).
 - After the last attempt, for a :class:`bus.errors.PermanentError`, or for bytes that are not an envelope, the entry
-  moves to the dead-letter stream atomically with its XACK.
-- Redis outages are survived: the loops back off and reconnect, a vanished group is recreated (NOGROUP).
+  moves to the dead-letter stream atomically with its XACK. Entries deleted from the stream while pending are
+  removed from the PEL and recorded in the dead-letter stream with reason ``deleted_before_processing``.
+- Housekeeping, on the same timer: trimming streams by retention (never past what a group still needs) and removing
+  consumers that have been idle for ``consumer_timeout_s`` and own nothing.
+- Redis outages are survived: the loops back off and reconnect; a vanished group is recreated at ``0`` (NOGROUP).
 - ``stop()`` (SIGTERM/SIGINT): stop reading, give in-flight handlers ``grace_s`` to finish, ack those that did and
   leave the rest pending. Nothing is acked that did not finish.
 """
@@ -26,18 +30,20 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from . import metrics, pel, retention
 from .connection import REDIS_DOWN
 from .consumer import Consumer, Context
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event
-from .errors import EnvelopeError, PermanentError, RetryLater
+from .errors import EnvelopeError, NotReady, PermanentError, RetryLater
 from .groups import ensure_groups, is_nogroup
 from .naming import Names, idempotency_key
 
@@ -68,7 +74,8 @@ class Worker:
     """Runs ``consumer`` against ``redis``.
 
     Times are in seconds except ``block_ms`` (the XREADGROUP BLOCK argument, milliseconds). The client's socket
-    timeout must exceed ``block_ms`` (see :func:`bus.connection.connect`).
+    timeout must exceed ``block_ms`` (see :func:`bus.connection.connect`). ``retention_s`` / ``maxlen`` bound the
+    streams this worker reads (None: no limit); trimming never removes what a group still needs.
     """
 
     def __init__(
@@ -84,11 +91,17 @@ class Worker:
         claim_interval_s: float = 1.0,
         visibility_timeout_s: float = 60.0,
         grace_s: float = 10.0,
+        housekeeping_interval_s: float = 60.0,
+        consumer_timeout_s: float = 3600.0,
+        retention_s: float | None = 7 * 24 * 3600,
+        maxlen: int | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         if not consumer.handlers:
             raise ValueError(f"consumer {consumer.name!r} has no handlers")
+        if claim_interval_s <= 0 or visibility_timeout_s <= claim_interval_s:
+            raise ValueError("visibility_timeout_s must exceed claim_interval_s, and both be positive")
         self.consumer = consumer
         self.group = consumer.name
         self.name = consumer_name or default_consumer_name()
@@ -100,17 +113,24 @@ class Worker:
         self._claim_interval_s = claim_interval_s
         self._visibility_ms = int(visibility_timeout_s * 1000)
         self._grace_s = grace_s
+        self._housekeeping_interval_s = housekeeping_interval_s
+        self._consumer_timeout_ms = int(consumer_timeout_s * 1000)
+        self._retention_ms = None if retention_s is None else int(retention_s * 1000)
+        self._maxlen = maxlen
         self._clock = clock
         self._rng = rng or random.Random()
-        self._streams = [names.stream(t) for t in consumer.event_types]
+        self._streams = [names.stream(t) for t in consumer.event_types] + [names.replay(self.group)]
         self._retry_hash = names.retry(self.group)
         self._dlq = names.dlq(self.group)
         self._mover = DeadLetterMover(redis)
         self._stopping = asyncio.Event()
         self._inflight: dict[tuple[str, str], float] = {}
-        self._state: Mapping[str, object] = {}
-        #: Counts by outcome since start, for logs, tests and ``hookbus status``.
+        self._state: Mapping[str, Any] = {}
+        self._last_housekeeping = 0.0
+        #: Counts since start, for logs, tests and ``hookbus status``.
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome} | {"reclaimed": 0, "deleted": 0}
+        #: Unix time of the last completed read or reclaim round (a liveness heartbeat).
+        self.heartbeat = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -136,12 +156,18 @@ class Worker:
     async def _ensure_groups(self) -> None:
         await ensure_groups(self._redis, self._names, [self.consumer])
 
-    async def _retry_until_up(self, action: Callable[[], object]) -> None:
-        """Run ``action`` until Redis answers, backing off (capped, jittered) while it is down."""
+    async def _recreate_groups(self) -> None:
+        """After NOGROUP: recreate at ``0``, so entries XADDed since the stream vanished are not skipped."""
+        created = await ensure_groups(self._redis, self._names, [self.consumer], start_id="0")
+        if created:
+            metrics.GROUPS_RECREATED.labels(self.group).inc(created)
+
+    async def _retry_until_up(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` until Redis answers, backing off (capped at 5 s, jittered) while it is down."""
         delay = 0.2
         while not self._stopping.is_set():
             try:
-                await action()  # type: ignore[misc]
+                await action()
                 return
             except REDIS_DOWN as exc:
                 log.warning("redis unreachable, retrying", extra={"group": self.group, "error": repr(exc)})
@@ -175,18 +201,21 @@ class Worker:
                 return
             try:
                 reply = read.result()
-                outage = 0.2
             except ResponseError as exc:
                 if not is_nogroup(exc):
                     raise
-                log.warning("consumer group vanished (NOGROUP); recreating it", extra={"group": self.group})
-                await self._retry_until_up(self._ensure_groups)
+                log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
+                await self._retry_until_up(self._recreate_groups)
+                await self._sleep(outage)  # a group deleted again at once must not become a hot loop
+                outage = min(outage * 2, 5.0)
                 continue
             except REDIS_DOWN as exc:
                 log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
                 await self._sleep(outage * self._rng.uniform(0.5, 1.0))
                 outage = min(outage * 2, 5.0)
                 continue
+            outage = 0.2
+            self.heartbeat = self._clock()
             deliveries = [
                 Delivery(stream.decode(), entry_id.decode(), fields, 1)
                 for stream, entries in reply or ()
@@ -201,10 +230,10 @@ class Worker:
         """Handle ``deliveries`` concurrently, then ack the successes (one XACK per stream)."""
         tasks = {asyncio.create_task(self._handle(d)): d for d in deliveries}
         stop = asyncio.ensure_future(self._stopping.wait())
-        pending: set[asyncio.Task[Outcome]] = set(tasks)
+        pending: set[asyncio.Future[Any]] = set(tasks)
         while pending:
-            done, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[arg-type]
-            pending.discard(stop)  # type: ignore[arg-type]
+            done, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stop)
             if stop.done() and pending:
                 _, pending = await asyncio.wait(pending, timeout=self._grace_s)
                 for task in pending:
@@ -219,7 +248,12 @@ class Worker:
         stop.cancel()
         acks: dict[str, list[str]] = {}
         for task, delivery in tasks.items():
-            outcome = Outcome.CANCELLED if task.cancelled() or task.exception() else task.result()
+            if task.cancelled() or task.exception() is not None:
+                outcome = Outcome.CANCELLED
+                if not task.cancelled():
+                    log.error("worker error", exc_info=task.exception(), extra={"group": self.group})
+            else:
+                outcome = task.result()
             self.counts[outcome.value] += 1
             if outcome is Outcome.ACKED:
                 acks.setdefault(delivery.stream, []).append(delivery.entry_id)
@@ -250,11 +284,10 @@ class Worker:
         try:
             event = Event.from_fields(delivery.fields)
         except EnvelopeError as exc:
-            return await self._dead_letter(delivery, "EnvelopeError", str(exc), first_failure_ms=None)
-        event_type = self._names.event_type_of(delivery.stream)
-        handler = self.consumer.handlers.get(event_type)
-        if handler is None:  # the group reads only streams it has handlers for; this is a misrouted entry
-            return await self._dead_letter(delivery, "NoHandler", f"no handler for {event_type!r}", None)
+            return await self._dead_letter(delivery, "unknown", "EnvelopeError", str(exc), first_failure_ms=None)
+        handler = self.consumer.handlers.get(event.type)
+        if handler is None:  # only possible for a replayed or misrouted entry
+            return await self._dead_letter(delivery, event.type, "NoHandler", f"no handler for {event.type!r}", None)
         extra = {
             "event_id": event.id,
             "event_type": event.type,
@@ -279,23 +312,30 @@ class Worker:
         try:
             await handler(event, ctx)
         except PermanentError as exc:
-            return await self._dead_letter(delivery, type(exc).__name__, exc.reason, None, extra)
+            return await self._dead_letter(delivery, event.type, type(exc).__name__, exc.reason, None, extra)
         except Exception as exc:  # any other failure is transient: retried with backoff
-            delay = exc.delay if isinstance(exc, RetryLater) else None
-            return await self._failed(delivery, exc, delay, extra)
-        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": round(time.perf_counter() - started, 6)})
+            return await self._failed(delivery, event.type, exc, extra)
+        finally:
+            metrics.HANDLER_DURATION.labels(self.group, event.type).observe(time.perf_counter() - started)
+        duration = round(time.perf_counter() - started, 6)
+        metrics.MESSAGES_HANDLED.labels(self.group, event.type, Outcome.ACKED.value).inc()
+        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration})
         return Outcome.ACKED
 
-    async def _failed(self, delivery: Delivery, exc: Exception, retry_after_s: float | None, extra: dict) -> Outcome:
+    async def _failed(self, delivery: Delivery, event_type: str, exc: Exception, extra: dict[str, Any]) -> Outcome:
         """Record when to retry, or dead-letter once the attempts are used up."""
         now_ms = int(self._clock() * 1000)
         previous = await self._failure_record(delivery.entry_id)
         first_ms = int(previous["first_failure_ms"]) if previous else now_ms
         reason = str(exc) or type(exc).__name__
-        policy = self.consumer.retry_for(self._names.event_type_of(delivery.stream))
+        policy = self.consumer.retry_for(event_type)
         if policy.exhausted(delivery.delivery_count):
-            return await self._dead_letter(delivery, type(exc).__name__, reason, first_ms, extra)
-        delay_s = max(policy.delay_s(delivery.delivery_count, rng=self._rng), retry_after_s or 0.0)
+            return await self._dead_letter(delivery, event_type, type(exc).__name__, reason, first_ms, extra)
+        retry_after_s = exc.delay if isinstance(exc, RetryLater) else None
+        if isinstance(exc, NotReady) and retry_after_s is not None:
+            delay_s = retry_after_s  # "not yet known": a short fixed wait, not the failure backoff
+        else:
+            delay_s = max(policy.delay_s(delivery.delivery_count, rng=self._rng), retry_after_s or 0.0)
         record = {
             "retry_at_ms": now_ms + int(delay_s * 1000),
             "first_failure_ms": first_ms,
@@ -306,14 +346,18 @@ class Worker:
             await self._redis.hset(self._retry_hash, delivery.entry_id, orjson.dumps(record))
         except REDIS_DOWN:
             pass  # without a record the entry is retried after the visibility timeout instead
-        log.warning(
-            "handler failed; will retry",
+        metrics.MESSAGES_HANDLED.labels(self.group, event_type, Outcome.RETRY.value).inc()
+        level = logging.INFO if isinstance(exc, NotReady) else logging.WARNING
+        log.log(
+            level,
+            "not ready; will retry" if isinstance(exc, NotReady) else "handler failed; will retry",
+            exc_info=not isinstance(exc, RetryLater),
             extra=extra
-            | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": delay_s},
+            | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": round(delay_s, 3)},
         )
         return Outcome.RETRY
 
-    async def _failure_record(self, entry_id: str) -> dict | None:
+    async def _failure_record(self, entry_id: str) -> dict[str, Any] | None:
         try:
             raw = await self._redis.hget(self._retry_hash, entry_id)
         except REDIS_DOWN:
@@ -323,19 +367,23 @@ class Worker:
     async def _dead_letter(
         self,
         delivery: Delivery,
+        event_type: str,
         error_type: str,
         reason: str,
         first_failure_ms: int | None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Outcome:
         now_ms = int(self._clock() * 1000)
         if first_failure_ms is None:
             previous = await self._failure_record(delivery.entry_id)
             first_failure_ms = int(previous["first_failure_ms"]) if previous else now_ms
+        raw = delivery.fields.get(FIELD)
+        if raw is None:  # keep whatever the entry held, so nothing is lost from the record
+            raw = orjson.dumps(
+                {k.decode(errors="replace"): v.decode(errors="replace") for k, v in delivery.fields.items()}
+            )
         record = DeadLetter(
-            event=delivery.fields.get(
-                FIELD, orjson.dumps({k.decode(): v.decode() for k, v in delivery.fields.items()})
-            ),
+            event=raw,
             stream=delivery.stream,
             entry_id=delivery.entry_id,
             group=self.group,
@@ -350,17 +398,26 @@ class Worker:
             dlq_id = await self._mover.move(record, dlq=self._dlq, retry_hash=self._retry_hash)
         except REDIS_DOWN:
             return Outcome.RETRY  # still pending; the reclaimer tries again
+        if dlq_id is None:
+            return Outcome.CANCELLED  # no longer pending: someone else acked or dead-lettered it meanwhile
+        metrics.MESSAGES_HANDLED.labels(self.group, event_type, Outcome.DEAD_LETTERED.value).inc()
         log.error(
             "dead-lettered",
-            extra=(extra or {"group": self.group, "entry_id": delivery.entry_id})
-            | {"outcome": "dead_lettered", "error_type": error_type, "error": reason, "dlq_entry_id": dlq_id},
+            extra=(extra or {"group": self.group, "entry_id": delivery.entry_id, "event_type": event_type})
+            | {
+                "outcome": "dead_lettered",
+                "error_type": error_type,
+                "error": reason,
+                "dlq_entry_id": dlq_id,
+                "attempt": delivery.delivery_count,
+            },
         )
         return Outcome.DEAD_LETTERED
 
-    # -- reclaiming --------------------------------------------------------------------------------------------
+    # -- reclaiming and housekeeping ---------------------------------------------------------------------------
 
     async def _reclaim_loop(self) -> None:
-        """The only timer: extend leases, reclaim due retries and crashed consumers' entries."""
+        """The only timer: extend leases, reclaim due retries and crashed consumers' entries, housekeeping."""
         while not self._stopping.is_set():
             await self._sleep(self._claim_interval_s)
             if self._stopping.is_set():
@@ -368,15 +425,21 @@ class Worker:
             try:
                 await self._extend_leases()
                 for stream in self._streams:
+                    await self._record_deleted(stream)
                     deliveries = await self._claim_due(stream)
                     if deliveries:
                         await self._run_batch(deliveries)
+                self.heartbeat = self._clock()
+                if self._clock() - self._last_housekeeping >= self._housekeeping_interval_s:
+                    self._last_housekeeping = self._clock()
+                    await self._housekeeping()
             except REDIS_DOWN as exc:
                 log.debug("reclaim skipped: redis unreachable", extra={"group": self.group, "error": repr(exc)})
             except ResponseError as exc:
                 if not is_nogroup(exc):
-                    raise
-                await self._retry_until_up(self._ensure_groups)
+                    log.exception("reclaim failed", extra={"group": self.group})
+                    continue
+                await self._retry_until_up(self._recreate_groups)
 
     async def _extend_leases(self) -> None:
         """Re-claim long-running entries to ourselves so nobody takes them over while their handler still runs."""
@@ -388,49 +451,92 @@ class Worker:
         for stream, ids in by_stream.items():
             await self._redis.xclaim(stream, self.group, self.name, min_idle_time=0, message_ids=ids, justid=True)
 
+    async def _record_deleted(self, stream: str) -> None:
+        """Entries deleted from the stream while pending can never be processed: record them, never crash."""
+        for entry_id in await pel.sweep_deleted(self._redis, stream, self.group, self.name, count=self._batch_size):
+            self.counts["deleted"] += 1
+            metrics.LOST_MESSAGES.labels(self.group).inc()
+            now_ms = int(self._clock() * 1000)
+            record = DeadLetter(
+                event=b"",
+                stream=stream,
+                entry_id=entry_id,
+                group=self.group,
+                consumer=self.name,
+                error_type="EntryDeleted",
+                reason="deleted_before_processing",
+                attempts=0,
+                first_failure_ms=now_ms,
+                last_failure_ms=now_ms,
+            )
+            await self._redis.xadd(self._dlq, record.to_fields())  # type: ignore[arg-type]
+            await self._redis.hdel(self._retry_hash, entry_id)
+            log.error(
+                "pending entry was deleted from its stream",
+                extra={"group": self.group, "stream": stream, "entry_id": entry_id},
+            )
+
     async def _claim_due(self, stream: str) -> list[Delivery]:
-        pending = await self._redis.xpending_range(stream, self.group, min="-", max="+", count=self._batch_size)
+        pending = await pel.pending_entries(self._redis, stream, self.group, count=self._batch_size)
         if not pending:
             return []
-        ids = [p["message_id"] for p in pending]
-        records = await self._redis.hmget(self._retry_hash, ids)
+        records = await self._redis.hmget(self._retry_hash, [p.entry_id for p in pending])
         now_ms = int(self._clock() * 1000)
-        due: dict[str, tuple[int, int]] = {}
+        due: dict[str, pel.PendingEntry] = {}
         for entry, raw in zip(pending, records, strict=True):
-            entry_id = entry["message_id"].decode()
-            if (stream, entry_id) in self._inflight:
+            if (stream, entry.entry_id) in self._inflight:
                 continue
-            idle, count = int(entry["time_since_delivered"]), int(entry["times_delivered"])
             if raw is not None:
                 ready = now_ms >= orjson.loads(raw)["retry_at_ms"]
             else:
-                ready = idle >= self._visibility_ms
+                ready = entry.idle_ms >= self._visibility_ms
             if ready:
-                due[entry_id] = (idle, count)
+                due[entry.entry_id] = entry
         if not due:
             return []
         # min-idle-time makes the claim atomic against other reclaimers: an entry someone claimed since our XPENDING
         # has a fresh idle time and is skipped.
-        min_idle = max(1, min(idle for idle, _ in due.values()))
+        min_idle = max(1, min(e.idle_ms for e in due.values()))
         claimed = await self._redis.xclaim(stream, self.group, self.name, min_idle_time=min_idle, message_ids=list(due))
         deliveries = []
         for entry_id_raw, fields in claimed:
             entry_id = entry_id_raw.decode()
-            if not fields:  # deleted from the stream while pending: nothing to process, drop it from the PEL
-                self.counts["deleted"] += 1
-                await self._redis.xack(stream, self.group, entry_id)
-                await self._redis.hdel(self._retry_hash, entry_id)
-                continue
+            previous = due[entry_id].delivery_count
             self.counts["reclaimed"] += 1
-            previous = due[entry_id][1]
-            policy = self.consumer.retry_for(self._names.event_type_of(stream))
-            if policy.exhausted(previous):
-                # Delivered max_attempts times without a recorded outcome (e.g. it crashes its worker): give up.
+            metrics.MESSAGES_RECLAIMED.labels(self.group).inc()
+            event_type = self._event_type(fields)
+            if self.consumer.retry_for(event_type).exhausted(previous):
+                # Delivered max_attempts times without a recorded outcome (e.g. it crashes its worker): give up
+                # without running the handler again (shared case 027).
                 given_up = Delivery(stream, entry_id, fields, previous)
-                reason = f"no success after {previous} deliveries"
-                self.counts[(await self._dead_letter(given_up, "AttemptsExhausted", reason, None)).value] += 1
+                reason = f"no outcome after {previous} deliveries (the handler may crash its worker)"
+                self.counts[
+                    (await self._dead_letter(given_up, event_type, "AttemptsExhausted", reason, None)).value
+                ] += 1
                 continue
             deliveries.append(Delivery(stream, entry_id, fields, previous + 1))
         if deliveries:
             log.info("reclaimed", extra={"group": self.group, "stream": stream, "count": len(deliveries)})
         return deliveries
+
+    def _event_type(self, fields: Mapping[bytes, bytes]) -> str:
+        try:
+            return Event.from_fields(fields).type
+        except EnvelopeError:
+            return "unknown"
+
+    async def _housekeeping(self) -> None:
+        now_ms = int(self._clock() * 1000)
+        for stream in self._streams:
+            trimmed = await retention.trim(
+                self._redis, stream, now_ms=now_ms, retention_ms=self._retention_ms, maxlen=self._maxlen
+            )
+            if trimmed:
+                metrics.STREAM_ENTRIES_TRIMMED.labels(stream).inc(trimmed)
+                log.info("trimmed stream", extra={"stream": stream, "entries": trimmed})
+            removed = await pel.delete_idle_consumers(
+                self._redis, stream, self.group, idle_ms=self._consumer_timeout_ms, keep=self.name
+            )
+            if removed:
+                metrics.CONSUMERS_DELETED.labels(self.group).inc(len(removed))
+                log.info("removed idle consumers", extra={"group": self.group, "stream": stream, "consumers": removed})
