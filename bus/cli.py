@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 
 import click
 
+from .cli_dlq import dlq, replay_history
 from .config import BusSettings
 from .connection import REDIS_DOWN, connect
 from .errors import ConfigError
@@ -28,7 +29,9 @@ class WorkerSettings(BusSettings):
     """Worker knobs (environment): ``HOOKBUS_BLOCK_MS`` (XREADGROUP BLOCK, milliseconds), ``HOOKBUS_BATCH_SIZE``,
     ``HOOKBUS_CONCURRENCY``, ``HOOKBUS_CLAIM_INTERVAL_S``, ``HOOKBUS_VISIBILITY_TIMEOUT_S`` (seconds before a
     silent consumer's entries are reclaimed), ``HOOKBUS_GRACE_S`` (shutdown grace), ``HOOKBUS_METRICS_PORT``
-    (0 = no metrics endpoint)."""
+    (0 = no metrics endpoint), ``HOOKBUS_RETENTION_S`` and ``HOOKBUS_STREAM_MAXLEN`` (stream retention by age and
+    by length; trimming never removes entries a group still needs), ``HOOKBUS_CONSUMER_TIMEOUT_S`` (idle consumers
+    owning nothing are removed after this long)."""
 
     hookbus_block_ms: int = 2000
     hookbus_batch_size: int = 100
@@ -37,6 +40,9 @@ class WorkerSettings(BusSettings):
     hookbus_visibility_timeout_s: float = 60.0
     hookbus_grace_s: float = 10.0
     hookbus_metrics_port: int = 0
+    hookbus_retention_s: float | None = 7 * 24 * 3600
+    hookbus_stream_maxlen: int | None = None
+    hookbus_consumer_timeout_s: float = 3600.0
 
 
 @click.group()
@@ -49,7 +55,7 @@ def main() -> None:
 @click.argument("name")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port.")
 def worker(name: str, metrics_port: int | None) -> None:
-    """Run the consumer NAME (e.g. accounting) in this process until SIGTERM/SIGINT."""
+    """Run the consumer NAME (e.g. accounting, or module:attribute) in this process until SIGTERM/SIGINT."""
     from .worker import Worker
 
     settings = WorkerSettings()
@@ -76,6 +82,9 @@ def worker(name: str, metrics_port: int | None) -> None:
             claim_interval_s=settings.hookbus_claim_interval_s,
             visibility_timeout_s=settings.hookbus_visibility_timeout_s,
             grace_s=settings.hookbus_grace_s,
+            consumer_timeout_s=settings.hookbus_consumer_timeout_s,
+            retention_s=settings.hookbus_retention_s,
+            maxlen=settings.hookbus_stream_maxlen,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +133,10 @@ def groups() -> None:
     except REDIS_DOWN as exc:
         raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
     click.echo(f"consumer groups created: {created}")
+
+
+main.add_command(dlq)
+main.add_command(replay_history)
 
 
 def _load_plugins() -> None:

@@ -19,13 +19,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 
 from .envelope import Event
 from .naming import Names, idempotency_key
+from .ordering import newer_or_same
 from .retry import RetryPolicy
+from .steps import STEP_TTL_S, once
+
+T = TypeVar("T")
 
 StartFrom = Literal["new", "oldest"]
 
@@ -52,6 +56,16 @@ class Context:
     names: Names
     state: Mapping[str, Any]
     log: logging.LoggerAdapter[logging.Logger]
+
+    async def once(self, step: str, action: Callable[[], Awaitable[T]], *, ttl_s: int = STEP_TTL_S) -> T:
+        """Run ``action`` once for this event in this group: a retry returns the recorded result instead of running
+        it again (see :mod:`bus.steps`). The result must be JSON-serializable."""
+        return await once(self.redis, self.names.step(self.group, self.idempotency_key, step), action, ttl_s=ttl_s)
+
+    async def is_current(self, object_key: str, event_time: str) -> bool:
+        """False if an event newer than ``event_time`` (RFC 3339) was already applied to ``object_key`` by this
+        group; otherwise record ``event_time`` and return True (see :mod:`bus.ordering`)."""
+        return await newer_or_same(self.redis, self.names.state(self.group, f"version:{object_key}"), event_time)
 
     def key_for(self, *parts: str, source: str = "", event_id: str = "") -> str:
         """An idempotency key for something other than the whole event, e.g. a business object several events

@@ -6,6 +6,7 @@ so it never imports consumers/ itself.
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 
 from .consumer import Consumer
@@ -19,7 +20,19 @@ def consumer_names() -> list[str]:
 
 
 def load_consumer(name: str) -> Consumer:
-    """The consumer registered as ``name``. Raises :class:`ConfigError` if there is none."""
+    """The consumer registered as ``name``, or at the import path ``module:attribute``.
+
+    Raises :class:`ConfigError` if there is none.
+    """
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            consumer = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot import consumer {name!r}: {exc}") from exc
+        if not isinstance(consumer, Consumer):
+            raise ConfigError(f"{name!r} is not a bus.Consumer")
+        return consumer
     matches = entry_points(group=GROUP, name=name)
     if not matches:
         raise ConfigError(f"no consumer named {name!r}; installed: {', '.join(consumer_names()) or 'none'}")
