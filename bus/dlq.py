@@ -96,7 +96,7 @@ async def purge(redis: aioredis.Redis, names: Names, group: str, *, older_than_s
         await redis.delete(dlq)
         return count
     cutoff_ms = int((time.time() - older_than_s) * 1000)
-    return int(await redis.xtrim(dlq, minid=f"{cutoff_ms}-0"))
+    return int(await redis.xtrim(dlq, minid=f"{cutoff_ms}-0", approximate=False))
 
 
 def position_before(start: str) -> StreamId:

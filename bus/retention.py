@@ -96,4 +96,6 @@ async def trim(
     )
     if bound is None:
         return 0
-    return int(await redis.xtrim(stream, minid=format_id(bound)))
+    # Exact, not "~": an approximate trim only drops whole radix-tree nodes (100 entries) and would keep small
+    # streams forever; this runs once per housekeeping interval, so the exact trim costs little.
+    return int(await redis.xtrim(stream, minid=format_id(bound), approximate=False))

@@ -102,6 +102,10 @@ class Worker:
             raise ValueError(f"consumer {consumer.name!r} has no handlers")
         if claim_interval_s <= 0 or visibility_timeout_s <= claim_interval_s:
             raise ValueError("visibility_timeout_s must exceed claim_interval_s, and both be positive")
+        socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout is not None and socket_timeout <= block_ms / 1000:
+            # Otherwise every idle XREADGROUP BLOCK ends in a socket timeout that looks like an outage (case 029).
+            raise ValueError(f"the client's socket_timeout ({socket_timeout} s) must exceed block_ms ({block_ms} ms)")
         self.consumer = consumer
         self.group = consumer.name
         self.name = consumer_name or default_consumer_name()
