@@ -40,3 +40,34 @@ def start_embedded(*, data_dir: Path = DEFAULT_DATA_DIR, port: int = DEFAULT_POR
     )
     server.start()
     return server
+
+
+def serve(*, data_dir: Path, port: int) -> None:
+    """Run the embedded Valkey in the foreground until SIGTERM/SIGINT, then shut it down cleanly (AOF flushed).
+
+    ``hookbus demo|dev`` run this as a child process that gets SIGTERM when its parent dies, so a Valkey server is
+    never left behind, even when the parent is killed with SIGKILL.
+    """
+    import signal
+    import threading
+
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    server = start_embedded(data_dir=data_dir, port=port)
+    try:
+        while not stopped.wait(0.5):
+            if not server.is_running():
+                raise SystemExit(f"valkey-server exited; see {server.log_path}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bus.embedded", description=serve.__doc__)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+    serve(data_dir=args.data_dir, port=args.port)

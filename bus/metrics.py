@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 WEBHOOKS_RECEIVED = Counter(
     "hookbus_webhooks_received_total",
     "Webhook requests received, by source and outcome "
-    "(accepted, duplicate, unhandled_type, bad_signature, bad_request, too_large, unavailable).",
+    "(accepted, duplicate, unhandled_type, bad_signature, bad_request, too_large, client_disconnected, unavailable).",
     ["source", "outcome"],
 )
 WEBHOOK_CLOCK_SKEW = Counter(

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -105,6 +105,10 @@ class Ingest:
         except BadContentLength as exc:
             WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
             return error(400, "bad_request", str(exc))
+        except ClientDisconnect:
+            # The sender went away mid-body: nothing to verify, nobody to answer. Counted, not an error.
+            WEBHOOKS_RECEIVED.labels(name, "client_disconnected").inc()
+            return error(400, "client_disconnected", "the client closed the connection before sending the body")
         now = self.clock()
         try:
             source.verify(request.headers, body, now)

@@ -16,14 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import httpx
 
-from bus.embedded import answers_ping, start_embedded
+from bus.embedded import answers_ping
 
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_REALM = "9130357992223456"
@@ -53,7 +53,6 @@ class DevStack:
     stripe_secret: str = field(default_factory=lambda: "whsec_dev_" + secrets.token_hex(16))
     log_dir: Path | None = None
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    _valkey: object | None = None
 
     @property
     def ingest_url(self) -> str:
@@ -82,26 +81,30 @@ class DevStack:
             if answers_ping("127.0.0.1", self.valkey_port):
                 click.echo(f"using the Valkey already running on 127.0.0.1:{self.valkey_port}")
             else:
-                self._valkey = start_embedded(data_dir=self.data_dir / "valkey", port=self.valkey_port)
+                valkey_dir = self.data_dir / "valkey"
+                self._spawn(
+                    "valkey", ["--port", str(self.valkey_port), "--data-dir", str(valkey_dir)], module="bus.embedded"
+                )
+                self._wait(lambda: answers_ping("127.0.0.1", self.valkey_port), "the bundled Valkey")
                 click.echo(
                     f"REDIS_URL not set: started the bundled Valkey on 127.0.0.1:{self.valkey_port} "
-                    f"(data in {self.data_dir / 'valkey'}, append-only file on)"
+                    f"(data in {valkey_dir}, append-only file on)"
                 )
         self._spawn("sandbox", ["sandbox", "quickbooks", "--port", str(self.sandbox_port)])
         self._spawn("ingest", ["ingest", "--port", str(self.ingest_port)])
         for name, metrics_port in workers.items():
             args = ["worker", name] + (["--metrics-port", str(metrics_port)] if metrics_port else [])
             self._spawn(f"worker-{name}", args)
-        self._wait_http(f"{self.sandbox_url}/healthz")
-        self._wait_http(f"{self.ingest_url}/readyz")
+        self._wait(lambda: self._http_ok(f"{self.sandbox_url}/healthz"), "the QuickBooks sandbox")
+        self._wait(lambda: self._http_ok(f"{self.ingest_url}/readyz"), "ingest")
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, module: str = "bus") -> None:
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed when the child exits
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bus", *args],
+            [sys.executable, "-m", module, *args],
             env=self.env(),
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
@@ -111,17 +114,22 @@ class DevStack:
             out.close()
         self._procs.append((name, proc))
 
-    def _wait_http(self, url: str, timeout_s: float = 30.0) -> None:
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=1).status_code == 200
+        return False
+
+    def _wait(self, ready: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for name, proc in self._procs:
                 if proc.poll() is not None:
                     raise click.ClickException(f"{name} exited with status {proc.returncode} during start-up")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
+            if ready():
+                return
             time.sleep(0.1)
-        raise click.ClickException(f"{url} did not become ready within {timeout_s:.0f} s")
+        raise click.ClickException(f"{what} did not become ready within {timeout_s:.0f} s")
 
     def check_alive(self) -> None:
         for name, proc in self._procs:
@@ -129,7 +137,7 @@ class DevStack:
                 raise click.ClickException(f"{name} exited unexpectedly with status {proc.returncode}")
 
     def stop(self) -> None:
-        """Terminate every child (SIGTERM, then SIGKILL after 10 s) and the embedded Valkey."""
+        """Terminate every child, the embedded Valkey last (SIGTERM, then SIGKILL after 10 s)."""
         for _, proc in reversed(self._procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -140,9 +148,6 @@ class DevStack:
                 proc.kill()
                 proc.wait()
         self._procs.clear()
-        if self._valkey is not None:
-            self._valkey.stop()  # type: ignore[attr-defined]
-            self._valkey = None
 
 
 @contextlib.contextmanager
