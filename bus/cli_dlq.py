@@ -31,10 +31,23 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+_MAX_PART = 2**64 - 1
+
+
+def parse_entry_id(text: str, *, allow_ms_only: bool = False) -> str:
+    """Check a stream entry id ``<ms>-<seq>`` (both at most 2**64-1). Raises click.BadParameter."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text.strip())
+    if not match or (match.group(2) is None and not allow_ms_only):
+        raise click.BadParameter(f"{text!r} is not a stream entry id like 1767225600000-0")
+    if int(match.group(1)) > _MAX_PART or int(match.group(2) or 0) > _MAX_PART:
+        raise click.BadParameter(f"{text!r} is out of range for a stream entry id")
+    return text.strip()
+
+
 def parse_start(text: str) -> str:
     """An entry id (``1767225600000-0``) or an RFC 3339 time → an entry id."""
-    if re.fullmatch(r"\d+(-\d+)?", text):
-        return text
+    if re.fullmatch(r"\d+(-\d+)?", text.strip()):
+        return parse_entry_id(text, allow_ms_only=True)
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -93,13 +106,24 @@ def list_(group: str | None, count: int) -> None:
         click.echo("no dead letters")
 
 
+def _entry_ids(ctx: click.Context, param: click.Parameter, values: tuple[str, ...] | str) -> tuple[str, ...] | str:
+    if isinstance(values, str):
+        return parse_entry_id(values)
+    return tuple(parse_entry_id(v) for v in values)
+
+
 @dlq.command()
-@click.argument("dlq_id")
-def show(dlq_id: str) -> None:
+@click.argument("dlq_id", callback=_entry_ids)
+@click.option("--group", default=None, help="The group whose dead-letter stream holds it (if ids collide).")
+def show(dlq_id: str, group: str | None) -> None:
     """Show one dead-letter entry in full, with the original event."""
-    entry = _run(lambda redis, names: ops.find_entry(redis, names, dlq_id))
-    if entry is None:
+    found = _run(lambda redis, names: ops.find_entries(redis, names, dlq_id, group=group))
+    if not found:
         raise click.ClickException(f"no dead-letter entry {dlq_id}")
+    if len(found) > 1:
+        groups = ", ".join(e.group for e in found)
+        raise click.ClickException(f"{dlq_id} is in several dead-letter streams ({groups}); pass --group")
+    entry = found[0]
     r = entry.record
     doc = {
         "dlq_id": entry.dlq_id,
@@ -119,7 +143,7 @@ def show(dlq_id: str) -> None:
 
 @dlq.command("replay")
 @click.argument("group")
-@click.argument("dlq_ids", nargs=-1)
+@click.argument("dlq_ids", nargs=-1, callback=_entry_ids)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead-letter entry of GROUP.")
 def replay_dlq(group: str, dlq_ids: tuple[str, ...], replay_all: bool) -> None:
     """Re-deliver dead-letter entries to GROUP only (other groups are not affected)."""

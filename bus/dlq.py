@@ -48,7 +48,10 @@ _MAX_SEQ = 2**64 - 1
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """A dead-letter entry: its id, the group whose dead-letter stream holds it, and the record."""
+
     dlq_id: str
+    group: str
     record: DeadLetter
 
 
@@ -60,16 +63,17 @@ async def dlq_groups(redis: aioredis.Redis, names: Names) -> list[str]:
 async def list_entries(redis: aioredis.Redis, names: Names, group: str, *, count: int = 100) -> list[Entry]:
     """The oldest ``count`` dead-letter entries of ``group``."""
     rows = await redis.xrange(names.dlq(group), count=count)
-    return [Entry(row_id.decode(), DeadLetter.from_fields(fields)) for row_id, fields in rows]
+    return [Entry(row_id.decode(), group, DeadLetter.from_fields(fields)) for row_id, fields in rows]
 
 
-async def find_entry(redis: aioredis.Redis, names: Names, dlq_id: str) -> Entry | None:
-    """The dead-letter entry ``dlq_id`` in whichever group's dead-letter stream holds it."""
-    for group in await dlq_groups(redis, names):
-        rows = await redis.xrange(names.dlq(group), min=dlq_id, max=dlq_id)
-        if rows:
-            return Entry(rows[0][0].decode(), DeadLetter.from_fields(rows[0][1]))
-    return None
+async def find_entries(redis: aioredis.Redis, names: Names, dlq_id: str, *, group: str | None = None) -> list[Entry]:
+    """The dead-letter entries with id ``dlq_id`` (in ``group``'s stream, or in every group's: ids are per stream,
+    so two groups may hold the same one)."""
+    found = []
+    for name in [group] if group else await dlq_groups(redis, names):
+        rows = await redis.xrange(names.dlq(name), min=dlq_id, max=dlq_id)
+        found += [Entry(row_id.decode(), name, DeadLetter.from_fields(fields)) for row_id, fields in rows]
+    return found
 
 
 async def replay(redis: aioredis.Redis, names: Names, group: str, dlq_ids: Sequence[str] | None) -> list[str]:
