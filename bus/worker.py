@@ -231,7 +231,22 @@ class Worker:
     # -- processing --------------------------------------------------------------------------------------------
 
     async def _run_batch(self, deliveries: list[Delivery]) -> None:
-        """Handle ``deliveries`` concurrently, then ack the successes (one XACK per stream)."""
+        """Handle ``deliveries`` concurrently, then ack the successes (one XACK per stream).
+
+        Every entry counts as in flight from its receipt until it is acked (or its failure is recorded): entries
+        waiting for a concurrency slot, or done and waiting for the batch's XACK, keep their lease and are never
+        reclaimed by this worker.
+        """
+        received = self._clock()
+        for d in deliveries:
+            self._inflight[(d.stream, d.entry_id)] = received
+        try:
+            await self._run_tasks(deliveries)
+        finally:
+            for d in deliveries:
+                self._inflight.pop((d.stream, d.entry_id), None)
+
+    async def _run_tasks(self, deliveries: list[Delivery]) -> None:
         tasks = {asyncio.create_task(self._handle(d)): d for d in deliveries}
         stop = asyncio.ensure_future(self._stopping.wait())
         pending: set[asyncio.Future[Any]] = set(tasks)
@@ -276,13 +291,11 @@ class Worker:
             log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(exc)})
 
     async def _handle(self, delivery: Delivery) -> Outcome:
-        key = (delivery.stream, delivery.entry_id)
         async with self._concurrency:
-            self._inflight[key] = self._clock()
-            try:
-                return await self._dispatch(delivery)
-            finally:
-                del self._inflight[key]
+            outcome = await self._dispatch(delivery)
+        if outcome is not Outcome.ACKED:  # its retry time is recorded: any worker may take it when due
+            self._inflight.pop((delivery.stream, delivery.entry_id), None)
+        return outcome
 
     async def _dispatch(self, delivery: Delivery) -> Outcome:
         try:
@@ -490,10 +503,12 @@ class Worker:
         for entry, raw in zip(pending, records, strict=True):
             if (stream, entry.entry_id) in self._inflight:
                 continue
-            if raw is not None:
-                ready = now_ms >= orjson.loads(raw)["retry_at_ms"]
-            else:
-                ready = entry.idle_ms >= self._visibility_ms
+            # A recorded failure is due once its retry time has come, unless the entry was delivered again since
+            # (someone is retrying it now). Anything else is reclaimed only after the visibility timeout.
+            ready = entry.idle_ms >= self._visibility_ms
+            if raw is not None and not ready:
+                retry_at_ms = orjson.loads(raw)["retry_at_ms"]
+                ready = now_ms - entry.idle_ms < retry_at_ms <= now_ms
             if ready:
                 due[entry.entry_id] = entry
         if not due:

@@ -479,3 +479,42 @@ async def test_undecodable_entries_are_dead_lettered_not_retried(redis, names) -
     assert records[0].event == b"{not json"
     assert b"else" in records[1].event
     assert rec.calls == []
+
+
+async def test_a_retry_in_progress_is_not_claimed_again_by_another_worker(redis, names) -> None:  # type: ignore[no-untyped-def]
+    """Once a due retry is claimed, its retry record must not make it look due to the other workers."""
+    rec = Recorder(retry=RetryPolicy(base_s=0.1, factor=1, cap_s=0.1, jitter=0, max_attempts=10))
+
+    async def fail_then_slow(event: Event, ctx: Context) -> None:
+        if ctx.delivery_count == 1:
+            raise RuntimeError("first delivery fails")
+        await asyncio.sleep(1.0)  # a slow downstream call on the retry
+
+    rec.behaviour = fail_then_slow
+    await ensure_groups(redis, names, [rec.consumer])
+    options = {"claim_interval_s": 0.05, "visibility_timeout_s": 30}
+    async with running_worker(rec.consumer, redis, names, consumer_name="a", **options):
+        async with running_worker(rec.consumer, redis, names, consumer_name="b", **options):
+            await Publisher(redis, names).publish([event(1)])
+            await asyncio.sleep(0.5)
+            await settled(redis, names, "work")
+    assert [c[1] for c in rec.calls] == [1, 2]
+
+
+async def test_entries_waiting_for_a_slot_or_for_the_ack_keep_their_lease(redis, names) -> None:  # type: ignore[no-untyped-def]
+    """A batch larger than the concurrency: the last entries wait longer than the visibility timeout to start."""
+    rec = Recorder()
+
+    async def slow(event: Event, ctx: Context) -> None:
+        await asyncio.sleep(0.3)
+
+    rec.behaviour = slow
+    await ensure_groups(redis, names, [rec.consumer])
+    for n in range(6):
+        await Publisher(redis, names).publish([event(n)])
+    options = {"batch_size": 6, "concurrency": 1, "claim_interval_s": 0.05, "visibility_timeout_s": 0.6}
+    async with running_worker(rec.consumer, redis, names, **options) as worker:
+        await settled(redis, names, "work")
+    assert sorted(rec.ids()) == [f"evt_{n}" for n in range(6)]
+    assert {c[1] for c in rec.calls} == {1}
+    assert worker.counts["reclaimed"] == 0
