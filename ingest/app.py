@@ -39,8 +39,8 @@ from bus.registry import load_consumers
 
 from .body import BadContentLength, BodyTooLarge, read_body
 from .config import IngestSettings
-from .sources.base import PayloadError, SignatureError, Source
-from .sources.stripe import StripeSource, timestamp_of
+from .sources import configured_sources
+from .sources.base import PayloadError, SignatureError, Source, TimestampedSource
 
 log = logging.getLogger("hookbus.ingest")
 
@@ -51,18 +51,6 @@ RETRY_AFTER_S = 5
 def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON error body every non-2xx answer uses: ``{"error": code, "detail": human text}``."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
-def sources_from_settings(settings: IngestSettings) -> dict[str, Source]:
-    """The sources that have their secrets configured."""
-    sources: dict[str, Source] = {}
-    if settings.stripe_webhook_secret:
-        sources["stripe"] = StripeSource(
-            settings.stripe_webhook_secret,
-            tolerance_s=settings.stripe_tolerance_s,
-            max_body_bytes=settings.stripe_max_body_bytes,
-        )
-    return sources
 
 
 class Ingest:
@@ -159,9 +147,8 @@ class Ingest:
         return JSONResponse({"status": "accepted", "event_id": delivery.event_id, "entry_ids": list(result.entry_ids)})
 
     def _note_clock_skew(self, source: Source, request: Request, now: float) -> None:
-        if isinstance(source, StripeSource):
-            if timestamp_of(request.headers["stripe-signature"]) > now:
-                WEBHOOK_CLOCK_SKEW.labels(source.name).inc()
+        if isinstance(source, TimestampedSource) and source.signed_at(request.headers) > now:
+            WEBHOOK_CLOCK_SKEW.labels(source.name).inc()
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -204,7 +191,7 @@ def create_app(
     ingest = Ingest(
         client,
         Names(settings.hookbus_key_prefix),
-        sources if sources is not None else sources_from_settings(settings),
+        sources if sources is not None else configured_sources(),
         consumers if consumers is not None else load_consumers(),
         dedupe_ttl_s=settings.hookbus_dedupe_ttl_s,
         clock=clock,
@@ -213,7 +200,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not ingest.sources:
-            log.warning("no webhook source is configured (set STRIPE_WEBHOOK_SECRET)")
+            log.warning("no webhook source is configured (e.g. set STRIPE_WEBHOOK_SECRET)")
         try:
             await ingest.prepare_groups()
         except REDIS_DOWN as exc:
@@ -226,7 +213,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhooks/{source}", ingest.webhook, methods=["POST"]),
+            Route("/webhooks/{source:path}", ingest.webhook, methods=["POST"]),
             Route("/healthz", ingest.healthz, methods=["GET"]),
             Route("/readyz", ingest.readyz, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),

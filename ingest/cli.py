@@ -10,7 +10,7 @@ import uvicorn
 
 from bus.logs import configure
 
-from .config import IngestSettings
+from .config import IngestSettings, StripeSettings
 from .sources import stripe_samples
 from .sources.stripe import signature_header
 
@@ -46,7 +46,7 @@ def send(source: str, event_type: str, amount: int, currency: str, url: str) -> 
 
     The signing secret is the first of STRIPE_WEBHOOK_SECRET (as `hookbus dev` sets it).
     """
-    settings = IngestSettings()
+    settings = StripeSettings()
     if not settings.stripe_webhook_secret:
         raise click.UsageError("STRIPE_WEBHOOK_SECRET is not set (hookbus dev prints the value it uses)")
     kwargs: dict[str, object] = {"amount": amount, "currency": currency}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -24,9 +23,6 @@ import click
 import httpx
 
 from bus.embedded import answers_ping
-
-SANDBOX_TOKEN = "sandbox-token"
-SANDBOX_REALM = "9130357992223456"
 
 
 def free_port() -> int:
@@ -50,8 +46,9 @@ class DevStack:
     data_dir: Path
     key_prefix: str = "hookbus"
     valkey_port: int = 6399
-    stripe_secret: str = field(default_factory=lambda: "whsec_dev_" + secrets.token_hex(16))
     log_dir: Path | None = None
+    #: Secrets, downstream base URLs and other settings every child gets (the scenarios' environment).
+    extra_env: dict[str, str] = field(default_factory=dict)
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     @property
@@ -65,13 +62,9 @@ class DevStack:
     def env(self) -> dict[str, str]:
         """The environment every child gets: the parent's plus the stack's addresses and secrets."""
         env = dict(os.environ)
+        env.update(self.extra_env)
         env.update(
-            REDIS_URL=self.redis_url or f"redis://127.0.0.1:{self.valkey_port}/0",
-            HOOKBUS_KEY_PREFIX=self.key_prefix,
-            STRIPE_WEBHOOK_SECRET=self.stripe_secret,
-            QUICKBOOKS_BASE_URL=self.sandbox_url,
-            QUICKBOOKS_REALM_ID=SANDBOX_REALM,
-            QUICKBOOKS_ACCESS_TOKEN=SANDBOX_TOKEN,
+            REDIS_URL=self.redis_url or f"redis://127.0.0.1:{self.valkey_port}/0", HOOKBUS_KEY_PREFIX=self.key_prefix
         )
         return env
 
@@ -90,12 +83,12 @@ class DevStack:
                     f"REDIS_URL not set: started the bundled Valkey on 127.0.0.1:{self.valkey_port} "
                     f"(data in {valkey_dir}, append-only file on)"
                 )
-        self._spawn("sandbox", ["sandbox", "quickbooks", "--port", str(self.sandbox_port)])
+        self._spawn("sandbox", ["sandbox", "--port", str(self.sandbox_port)])
         self._spawn("ingest", ["ingest", "--port", str(self.ingest_port)])
         for name, metrics_port in workers.items():
             args = ["worker", name] + (["--metrics-port", str(metrics_port)] if metrics_port else [])
             self._spawn(f"worker-{name}", args)
-        self._wait(lambda: self._http_ok(f"{self.sandbox_url}/healthz"), "the QuickBooks sandbox")
+        self._wait(lambda: self._http_ok(f"{self.sandbox_url}/healthz"), "the API sandboxes")
         self._wait(lambda: self._http_ok(f"{self.ingest_url}/readyz"), "ingest")
 
     def _spawn(self, name: str, args: list[str], *, module: str = "bus") -> None:

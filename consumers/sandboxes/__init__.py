@@ -1,1 +1,34 @@
-"""Local stand-ins for downstream APIs, for tests and the demo (never used in production)."""
+"""Local stand-ins of the downstream APIs, for the demo, development and tests — never production.
+
+``create_app()`` serves all of them in one process, each under its own prefix (``/quickbooks`` …), so a consumer's
+``*_BASE_URL`` points at ``http://127.0.0.1:8100/<name>``. Each stand-in validates what hookbus sends the way the
+real API does, enforces its idempotency rules, answers 429 with ``Retry-After`` on demand
+(``POST /<name>/_sandbox/faults``) and lists what was created (``GET /<name>/_sandbox/objects``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from . import quickbooks
+
+#: name → factory of the stand-in's Starlette app. Add a stand-in with one line here.
+SANDBOXES: dict[str, Callable[[], Starlette]] = {
+    "quickbooks": quickbooks.create_app,
+}
+
+
+def create_app(names: list[str] | None = None) -> Starlette:
+    """Every stand-in (or those in ``names``) mounted at ``/<name>``, plus ``GET /healthz``."""
+    chosen = list(SANDBOXES) if names is None else names
+
+    async def healthz(request: object) -> JSONResponse:
+        return JSONResponse({"status": "ok", "sandboxes": chosen})
+
+    routes: list[Route | Mount] = [Route("/healthz", healthz)]
+    routes += [Mount(f"/{name}", app=SANDBOXES[name]()) for name in chosen]
+    return Starlette(routes=routes)

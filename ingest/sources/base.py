@@ -22,6 +22,7 @@ __all__ = [
     "PayloadError",
     "SignatureError",
     "Source",
+    "TimestampedSource",
     "header_value",
     "hmac_sha256_hex",
     "matches_any",
@@ -75,6 +76,15 @@ class Source(Protocol):
 
     def parse(self, body: bytes) -> Delivery:
         """Normalize a verified body into a :class:`Delivery`. Raises :class:`PayloadError`."""
+        ...
+
+
+@runtime_checkable
+class TimestampedSource(Protocol):
+    """A source whose signature covers a timestamp; ingest counts timestamps in its future as clock skew."""
+
+    def signed_at(self, headers: Mapping[str, str]) -> float:
+        """Unix time (seconds) the delivery was signed at, from an already verified delivery's headers."""
         ...
 
 

@@ -158,6 +158,10 @@ class StripeSource:
         if now - timestamp > self.tolerance_s:
             raise SignatureError(f"Stripe-Signature timestamp {timestamp} is older than {self.tolerance_s} s")
 
+    def signed_at(self, headers: Mapping[str, str]) -> float:
+        """The ``t=`` of a verified delivery's ``Stripe-Signature`` (Unix seconds)."""
+        return float(timestamp_of(header_value(headers, SIGNATURE_HEADER) or ""))
+
     def parse(self, body: bytes, *, received_at: float | None = None) -> Delivery:
         """Normalize a verified Stripe event body. Raises PayloadError.
 
@@ -369,3 +373,19 @@ def _payment_refunded(charge: Mapping[str, Any], livemode: bool) -> tuple[str, d
         "livemode": livemode,
     }
     return charge_id, data
+
+
+def from_env() -> list[StripeSource]:
+    """The Stripe source if ``STRIPE_WEBHOOK_SECRET`` is set (see :class:`ingest.config.StripeSettings`)."""
+    from ingest.config import StripeSettings
+
+    settings = StripeSettings()
+    if not settings.stripe_webhook_secret:
+        return []
+    return [
+        StripeSource(
+            settings.stripe_webhook_secret,
+            tolerance_s=settings.stripe_tolerance_s,
+            max_body_bytes=settings.stripe_max_body_bytes,
+        )
+    ]
