@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 import httpx
 import uvicorn
 
 from bus.logs import configure
 
-from .config import IngestSettings, StripeSettings
-from .sources import stripe_samples
-from .sources.stripe import signature_header
+from .config import IngestSettings
+from .senders import SENDERS
 
 
 @click.command()
@@ -36,32 +33,33 @@ def ingest(host: str, port: int, workers: int) -> None:
 
 
 @click.command()
-@click.argument("source", type=click.Choice(["stripe"]))
-@click.argument("event_type", type=click.Choice(stripe_samples.SUPPORTED_TYPES))
-@click.option("--amount", type=int, default=1999, show_default=True, help="Integer minor units (1999 = 19.99 USD).")
-@click.option("--currency", default="usd", show_default=True)
+@click.argument("source", type=click.Choice(sorted(SENDERS)))
+@click.argument("event_type")
+@click.option("--amount", default=None, help="Stripe: amount in integer minor units (1999 = 19.99 USD).")
+@click.option("--currency", default=None, help="Stripe: ISO 4217 currency code.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="A sample field to set.")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Where ingest listens.")
-def send(source: str, event_type: str, amount: int, currency: str, url: str) -> None:
+def send(
+    source: str, event_type: str, amount: str | None, currency: str | None, options: tuple[str, ...], url: str
+) -> None:
     """Sign and post one realistic SOURCE event of EVENT_TYPE to a running ingest, like `stripe trigger`.
 
-    The signing secret is the first of STRIPE_WEBHOOK_SECRET (as `hookbus dev` sets it).
+    The signing secret is read from the same environment variable ingest verifies with (`hookbus dev` prints it).
     """
-    settings = StripeSettings()
-    if not settings.stripe_webhook_secret:
-        raise click.UsageError("STRIPE_WEBHOOK_SECRET is not set (hookbus dev prints the value it uses)")
-    kwargs: dict[str, object] = {"amount": amount, "currency": currency}
-    if event_type == "charge.refunded":
-        kwargs["amount_refunded"] = amount
-    elif event_type == "customer.created":
-        kwargs = {}
-    body = stripe_samples.sample(event_type, **kwargs)
-    header = signature_header(body, settings.stripe_webhook_secret[0], int(time.time()))
+    sender = SENDERS[source]
+    if event_type not in sender.event_types:
+        raise click.BadParameter(
+            f"{event_type!r}; {source} sends: {', '.join(sender.event_types)}", param_hint="EVENT_TYPE"
+        )
+    values = dict(option.split("=", 1) for option in options if "=" in option)
+    values |= {k: v for k, v in (("amount", amount), ("currency", currency)) if v is not None}
+    try:
+        hook = sender.webhook(event_type, values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         response = httpx.post(
-            f"{url.rstrip('/')}/webhooks/{source}",
-            content=body,
-            headers={"Stripe-Signature": header, "Content-Type": "application/json; charset=utf-8"},
-            timeout=10,
+            f"{url.rstrip('/')}{hook.path}", content=hook.body, headers=dict(hook.headers), timeout=10
         )
     except httpx.TransportError as exc:
         raise click.ClickException(f"cannot reach ingest at {url}: {exc}") from exc
