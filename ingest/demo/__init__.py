@@ -83,10 +83,17 @@ def ingest_counts(ingest_url: str) -> dict[str, Any]:
     }
 
 
-def scenario_env(sandbox_url: str) -> dict[str, str]:
+def scenario_env(sandbox_url: str, data_dir: Path) -> dict[str, str]:
+    """Every scenario's environment, plus ``HOOKBUS_CONFIG`` pointing at their joined rules (written to
+    ``data_dir/hookbus.toml``)."""
     env: dict[str, str] = {}
     for scenario in SCENARIOS:
         env.update(scenario.env(sandbox_url))
+    rules = "\n".join(part for part in (s.rules() for s in SCENARIOS) if part.strip())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "hookbus.toml"
+    path.write_text(rules, encoding="utf-8")
+    env["HOOKBUS_CONFIG"] = str(path.resolve())
     return env
 
 
@@ -114,7 +121,7 @@ def demo(as_json: bool, data_dir: Path) -> None:
         # A fresh namespace per run, so a shared Redis from REDIS_URL does not mix in earlier runs.
         key_prefix=f"hookbus-demo-{secrets.token_hex(4)}" if redis_url else "hookbus",
         log_dir=data_dir / "logs",
-        extra_env=scenario_env(f"http://127.0.0.1:{sandbox_port}"),
+        extra_env=scenario_env(f"http://127.0.0.1:{sandbox_port}", data_dir),
     )
     workers = dict.fromkeys(w for s in SCENARIOS for w in s.workers)
     with running(stack, workers):
@@ -155,9 +162,10 @@ def demo(as_json: bool, data_dir: Path) -> None:
 def dev(port: int, sandbox_port: int, data_dir: Path) -> None:
     """Run Valkey, ingest, every worker and the API sandboxes until Ctrl-C.
 
-    Secrets and downstream URLs not set in the environment get local development values (printed below).
+    Secrets and downstream URLs not set in the environment get local development values (printed below), and
+    without HOOKBUS_CONFIG the demo's rules file is used (written to DATA_DIR/hookbus.toml).
     """
-    defaults = scenario_env(f"http://127.0.0.1:{sandbox_port}")
+    defaults = scenario_env(f"http://127.0.0.1:{sandbox_port}", data_dir)
     stack = DevStack(
         ingest_port=port,
         sandbox_port=sandbox_port,

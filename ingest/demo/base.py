@@ -26,6 +26,8 @@ class Scenario(Protocol):
     - ``env(sandbox_url)``: environment for every child process: the secrets its sources verify with, and its
       consumers' downstream base URLs pointing at the sandbox (``{sandbox_url}/<stand-in>``).
     - ``webhooks(env)``: the deliveries to post, signed with the secrets from ``env``.
+    - ``rules()``: this scenario's part of the rules file (TOML text, see :mod:`bus.rules`); the demo joins every
+      scenario's part into one file and points ``HOOKBUS_CONFIG`` at it.
     - ``summarize(sandbox)``: what the downstream stand-ins hold, as JSON-able values keyed by short names
       (these keys join the demo's summary, so they must be unique across scenarios); ``lines(summary)`` prints them.
     """
@@ -34,6 +36,8 @@ class Scenario(Protocol):
     workers: tuple[str, ...]
 
     def env(self, sandbox_url: str) -> dict[str, str]: ...
+
+    def rules(self) -> str: ...
 
     def webhooks(self, env: Mapping[str, str]) -> list[Webhook]: ...
 
