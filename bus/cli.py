@@ -21,8 +21,10 @@ from .errors import ConfigError
 from .groups import ensure_groups
 from .logs import configure
 from .naming import Names
+from .ratelimit import Limiter, configured_limits
 from .registry import load_consumer, load_consumers
-from .status import dlq_lengths, render, streams_status
+from .status import dlq_lengths, render, render_workers, streams_status
+from .workers import list_workers
 
 
 class WorkerSettings(BusSettings):
@@ -31,7 +33,8 @@ class WorkerSettings(BusSettings):
     silent consumer's entries are reclaimed), ``HOOKBUS_GRACE_S`` (shutdown grace), ``HOOKBUS_METRICS_PORT``
     (0 = no metrics endpoint), ``HOOKBUS_RETENTION_S`` and ``HOOKBUS_STREAM_MAXLEN`` (stream retention by age and
     by length; trimming never removes entries a group still needs), ``HOOKBUS_CONSUMER_TIMEOUT_S`` (idle consumers
-    owning nothing are removed after this long)."""
+    owning nothing are removed after this long), ``HOOKBUS_RATELIMIT_MAX_WAIT_S`` (how long a handler waits for the
+    shared rate limit before its entry is released for a later retry)."""
 
     hookbus_block_ms: int = 2000
     hookbus_batch_size: int = 100
@@ -43,6 +46,7 @@ class WorkerSettings(BusSettings):
     hookbus_retention_s: float | None = 7 * 24 * 3600
     hookbus_stream_maxlen: int | None = None
     hookbus_consumer_timeout_s: float = 3600.0
+    hookbus_ratelimit_max_wait_s: float = 5.0
 
 
 @click.group()
@@ -72,10 +76,11 @@ def worker(name: str, metrics_port: int | None) -> None:
 
     async def run() -> None:
         redis = connect(settings.redis_url, socket_timeout_s=settings.hookbus_block_ms / 1000 + 5)
+        names = Names(settings.hookbus_key_prefix)
         runner = Worker(
             consumer,
             redis,
-            Names(settings.hookbus_key_prefix),
+            names,
             batch_size=settings.hookbus_batch_size,
             block_ms=settings.hookbus_block_ms,
             concurrency=settings.hookbus_concurrency,
@@ -85,6 +90,8 @@ def worker(name: str, metrics_port: int | None) -> None:
             consumer_timeout_s=settings.hookbus_consumer_timeout_s,
             retention_s=settings.hookbus_retention_s,
             maxlen=settings.hookbus_stream_maxlen,
+            metrics_port=port or None,
+            limiter=Limiter(redis, names, configured_limits(), max_wait_s=settings.hookbus_ratelimit_max_wait_s),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,7 +113,8 @@ def status() -> None:
         redis = connect(settings.redis_url, socket_timeout_s=5)
         try:
             names = Names(settings.hookbus_key_prefix)
-            return render(await streams_status(redis, names), await dlq_lengths(redis, names))
+            table = render(await streams_status(redis, names), await dlq_lengths(redis, names))
+            return table + "\n" + render_workers(await list_workers(redis, names.prefix))
         finally:
             await redis.aclose()
 
@@ -133,6 +141,33 @@ def groups() -> None:
     except REDIS_DOWN as exc:
         raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
     click.echo(f"consumer groups created: {created}")
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=9200, show_default=True, type=int)
+def exporter(host: str, port: int) -> None:
+    """Serve stream, group, dead-letter and worker gauges read from Redis at scrape time (one per deployment)."""
+    import signal as signals
+    import threading
+
+    import redis as sync_redis
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from .exporter import StreamCollector
+
+    settings = BusSettings()
+    configure(settings.hookbus_log_level)
+    registry = CollectorRegistry()
+    client = sync_redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    registry.register(StreamCollector(client, Names(settings.hookbus_key_prefix)))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    click.echo(f"exporter: http://{host}:{port}/metrics")
+    stopped = threading.Event()
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    server.shutdown()
 
 
 main.add_command(dlq)

@@ -16,6 +16,7 @@ exception for a transient failure (the entry stays pending and is retried with b
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import redis.asyncio as aioredis
 from .envelope import Event
 from .naming import Names, idempotency_key
 from .ordering import newer_or_same
+from .ratelimit import Limiter
 from .retry import RetryPolicy
 from .steps import STEP_TTL_S, once
 
@@ -74,7 +76,27 @@ class Context:
 
 
 Handler = Callable[[Event, Context], Awaitable[None]]
-Lifespan = Callable[[], contextlib.AbstractAsyncContextManager[Mapping[str, Any]]]
+#: A factory of the async context manager that yields the handlers' shared ``state``. It may take no argument, or
+#: one: the worker's :class:`Resources` (its Redis client and the shared rate limiter).
+Lifespan = Callable[..., contextlib.AbstractAsyncContextManager[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a worker shares with its consumer's lifespan: its Redis client, key names, and the rate limiter that
+    every process shares (pass it to downstream clients, see :class:`bus.http.InstrumentedTransport`)."""
+
+    redis: aioredis.Redis
+    names: Names
+    limiter: Limiter
+
+
+def enter_lifespan(
+    lifespan: Lifespan, resources: Resources
+) -> contextlib.AbstractAsyncContextManager[Mapping[str, Any]]:
+    """Call ``lifespan`` with ``resources`` if it takes a parameter, else with none."""
+    takes_resources = bool(inspect.signature(lifespan).parameters)
+    return lifespan(resources) if takes_resources else lifespan()
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +110,7 @@ class Consumer:
 
     - ``name``: the consumer group name, also used in metrics and dead-letter stream names.
     - ``lifespan``: an async context manager factory yielding the handlers' shared ``state`` (API clients);
-      entered once per worker process.
+      entered once per worker process, given the worker's :class:`Resources` if it takes a parameter.
     - ``start_from``: where a newly created group starts: ``"new"`` (only events published after its creation, the
       default) or ``"oldest"`` (every entry still retained in the streams).
     - ``retry``: the retry schedule for failed deliveries; ``handler(..., retry=...)`` overrides it per event type.

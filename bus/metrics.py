@@ -6,7 +6,20 @@ Labels are bounded sets (source, event type, group, outcome); never an event or 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import Counter, Histogram
+
+WEBHOOK_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "unhandled_type",
+    "bad_signature",
+    "bad_request",
+    "too_large",
+    "client_disconnected",
+    "unavailable",
+)
 
 WEBHOOKS_RECEIVED = Counter(
     "hookbus_webhooks_received_total",
@@ -50,3 +63,58 @@ CONSUMERS_DELETED = Counter(
 STREAM_ENTRIES_TRIMMED = Counter(
     "hookbus_stream_entries_trimmed_total", "Entries removed from streams by retention trimming.", ["stream"]
 )
+DOWNSTREAM_REQUESTS = Counter(
+    "hookbus_downstream_requests_total",
+    "Requests to downstream APIs, by api and status class (2xx, 4xx, 5xx, error for transport failures).",
+    ["api", "status_class"],
+)
+DOWNSTREAM_DURATION = Histogram(
+    "hookbus_downstream_request_duration_seconds",
+    "Time until a downstream API's response headers arrived.",
+    ["api"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+RATELIMIT_THROTTLED = Counter(
+    "hookbus_ratelimit_throttled_total", "Downstream requests that had to wait for the shared rate limit.", ["api"]
+)
+RATELIMIT_WAIT = Counter(
+    "hookbus_ratelimit_wait_seconds_total", "Time spent waiting for the shared rate limit.", ["api"]
+)
+RATELIMIT_RELEASED = Counter(
+    "hookbus_ratelimit_released_total",
+    "Entries released for a later retry because the rate-limit wait exceeded its bound.",
+    ["api"],
+)
+RATELIMIT_PAUSED = Counter(
+    "hookbus_ratelimit_paused_total", "Pauses of a downstream API key after a 429 or quota error.", ["api"]
+)
+EVENT_LATENCY = Histogram(
+    "hookbus_event_latency_seconds",
+    "End-to-end latency from webhook receipt at ingest to the handler's successful completion.",
+    ["group", "type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
+
+def initialize(
+    *, sources: Iterable[str] = (), groups: Mapping[str, Iterable[str]] | None = None, apis: Iterable[str] = ()
+) -> None:
+    """Create the series for known label values at 0, so dashboards and alerts see 0 instead of "no data"."""
+    for source in sources:
+        for outcome in WEBHOOK_OUTCOMES:
+            WEBHOOKS_RECEIVED.labels(source, outcome)
+    for group, types in (groups or {}).items():
+        MESSAGES_RECLAIMED.labels(group)
+        LOST_MESSAGES.labels(group)
+        for event_type in types:
+            HANDLER_DURATION.labels(group, event_type)
+            EVENT_LATENCY.labels(group, event_type)
+            for outcome in ("acked", "retry", "dead_lettered"):
+                MESSAGES_HANDLED.labels(group, event_type, outcome)
+    for api in apis:
+        DOWNSTREAM_DURATION.labels(api)
+        RATELIMIT_THROTTLED.labels(api)
+        RATELIMIT_WAIT.labels(api)
+        RATELIMIT_PAUSED.labels(api)
+        for status_class in ("2xx", "4xx", "5xx", "error"):
+            DOWNSTREAM_REQUESTS.labels(api, status_class)

@@ -21,9 +21,17 @@ return 1
 """
 
 
+def to_unix_s(rfc3339: str) -> float:
+    """Unix time in seconds of an RFC 3339 time with offset (e.g. an event's ``time``). Raises ValueError."""
+    moment = dt.datetime.fromisoformat(rfc3339)
+    if moment.tzinfo is None:
+        raise ValueError(f"{rfc3339!r} has no offset")
+    return moment.timestamp()
+
+
 def to_unix_ms(rfc3339: str) -> int:
     """Unix time in milliseconds of an RFC 3339 time with offset (e.g. an event's ``time``)."""
-    return int(dt.datetime.fromisoformat(rfc3339).timestamp() * 1000)
+    return int(to_unix_s(rfc3339) * 1000)
 
 
 async def newer_or_same(redis: aioredis.Redis, key: str, event_time: str, *, ttl_s: int = 90 * 24 * 3600) -> bool:

@@ -3,11 +3,13 @@ last delivered entry id (from XINFO STREAM / XINFO GROUPS; ``lag`` needs Redis 7
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from .naming import Names
+from .workers import WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +79,17 @@ def render(streams: list[StreamStatus], dlqs: dict[str, int]) -> str:
         lines.append("(no streams yet)")
     lines.append("")
     lines.append("DEAD-LETTER STREAMS: " + (", ".join(f"{g}={n}" for g, n in dlqs.items()) or "none"))
+    return "\n".join(lines)
+
+
+def render_workers(found: list[WorkerInfo], *, now: float | None = None) -> str:
+    """Running workers with their metrics endpoints and heartbeat age."""
+    now = time.time() if now is None else now
+    if not found:
+        return "WORKERS: none registered"
+    lines = [f"{'WORKER':<32} {'GROUP':<16} {'METRICS':<24} HEARTBEAT"]
+    for w in found:
+        endpoint = f"http://{w.host}:{w.metrics_port}/metrics" if w.metrics_port else "-"
+        state = f"{now - w.heartbeat:.0f} s ago" + ("" if w.alive(now) else " (down?)")
+        lines.append(f"{w.consumer:<32} {w.group:<16} {endpoint:<24} {state}")
     return "\n".join(lines)

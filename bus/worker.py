@@ -24,6 +24,7 @@ One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -38,14 +39,16 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from . import metrics, pel, retention
+from . import metrics, pel, retention, workers
 from .connection import REDIS_DOWN
-from .consumer import Consumer, Context
+from .consumer import Consumer, Context, Resources, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event
 from .errors import EnvelopeError, NotReady, PermanentError, RetryLater
 from .groups import ensure_groups, is_nogroup
 from .naming import Names, idempotency_key
+from .ordering import to_unix_s
+from .ratelimit import Limiter
 
 log = logging.getLogger("hookbus.worker")
 
@@ -95,6 +98,8 @@ class Worker:
         consumer_timeout_s: float = 3600.0,
         retention_s: float | None = 7 * 24 * 3600,
         maxlen: int | None = None,
+        metrics_port: int | None = None,
+        limiter: Limiter | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -131,6 +136,10 @@ class Worker:
         self._inflight: dict[tuple[str, str], float] = {}
         self._state: Mapping[str, Any] = {}
         self._last_housekeeping = 0.0
+        self._metrics_port = metrics_port
+        #: The rate limiter shared by every process (limits from the rules file's ``[ratelimits]``, or defaults).
+        self.limiter = limiter or Limiter(redis, names)
+        self._started = clock()
         #: Counts since start, for logs, tests and ``hookbus status``.
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome} | {"reclaimed": 0, "deleted": 0}
         #: Unix time of the last completed read or reclaim round (a liveness heartbeat).
@@ -144,9 +153,11 @@ class Worker:
 
     async def run(self) -> None:
         """Run until :meth:`stop`. Enters the consumer's lifespan once for the whole run."""
-        async with self.consumer.lifespan() as state:
+        resources = Resources(self._redis, self._names, self.limiter)
+        async with enter_lifespan(self.consumer.lifespan, resources) as state:
             self._state = state
             await self._retry_until_up(self._ensure_groups)
+            metrics.initialize(groups={self.group: self.consumer.event_types})
             log.info("worker started", extra={"group": self.group, "consumer": self.name, "streams": self._streams})
             reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"{self.group}-reclaimer")
             try:
@@ -155,6 +166,8 @@ class Worker:
                 # The reclaimer wakes on stop and lets its own batch finish within the grace period.
                 self._stopping.set()
                 await asyncio.gather(reclaimer, return_exceptions=True)
+                with contextlib.suppress(*REDIS_DOWN):
+                    await self._redis.hdel(workers.key(self._names.prefix), self.name)
             log.info("worker stopped", extra={"group": self.group, "consumer": self.name, **self.counts})
 
     async def _ensure_groups(self) -> None:
@@ -336,6 +349,9 @@ class Worker:
             metrics.HANDLER_DURATION.labels(self.group, event.type).observe(time.perf_counter() - started)
         duration = round(time.perf_counter() - started, 6)
         metrics.MESSAGES_HANDLED.labels(self.group, event.type, Outcome.ACKED.value).inc()
+        if received := event.extensions.get("receivedtime"):
+            with contextlib.suppress(ValueError):
+                metrics.EVENT_LATENCY.labels(self.group, event.type).observe(self._clock() - to_unix_s(received))
         log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration})
         return Outcome.ACKED
 
@@ -447,6 +463,11 @@ class Worker:
                     if deliveries:
                         await self._run_batch(deliveries)
                 self.heartbeat = self._clock()
+                await self._redis.hset(
+                    workers.key(self._names.prefix),
+                    self.name,
+                    workers.record(self.name, self.group, self._metrics_port, self._started, self.heartbeat),
+                )
                 if self._clock() - self._last_housekeeping >= self._housekeeping_interval_s:
                     self._last_housekeeping = self._clock()
                     await self._housekeeping()

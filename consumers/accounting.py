@@ -33,7 +33,7 @@ from pydantic import field_validator
 
 from bus import Consumer, Context, Event
 from bus.config import BusSettings
-from bus.consumer import Lifespan
+from bus.consumer import Lifespan, Resources
 from bus.errors import ConfigError, PermanentError
 from bus.locks import held
 from bus.money import normalize_currency, to_decimal
@@ -78,7 +78,7 @@ def make_lifespan(
     ``transport`` replaces the network (tests pass the sandbox app through ``httpx.ASGITransport``)."""
 
     @contextlib.asynccontextmanager
-    async def lifespan() -> AsyncIterator[Mapping[str, Any]]:
+    async def lifespan(resources: Resources) -> AsyncIterator[Mapping[str, Any]]:
         config = settings or AccountingSettings()  # type: ignore[call-arg]  # required fields come from the env
         async with QuickBooksClient(
             base_url=config.quickbooks_base_url,
@@ -86,6 +86,7 @@ def make_lifespan(
             access_token=config.quickbooks_access_token,
             timeout_s=config.quickbooks_timeout_s,
             transport=transport,
+            limiter=resources.limiter,
         ) as quickbooks:
             yield {
                 "settings": config,

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bus import metrics
 from bus.connection import REDIS_DOWN, connect
 from bus.consumer import Consumer
 from bus.envelope import utc_now_rfc3339
@@ -196,6 +197,8 @@ def create_app(
         dedupe_ttl_s=settings.hookbus_dedupe_ttl_s,
         clock=clock,
     )
+
+    metrics.initialize(sources=ingest.sources)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -48,7 +48,9 @@ from urllib.parse import quote
 import httpx
 
 from bus.errors import PermanentError, RetryLater
+from bus.http import InstrumentedTransport
 from bus.money import json_number, normalize_currency
+from bus.ratelimit import Limiter
 from bus.retry_after import retry_after_delay
 
 __all__ = [
@@ -232,6 +234,7 @@ class QuickBooksClient:
         access_token: str,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         if not realm_id:
             raise ValueError("realm_id is required")
@@ -240,7 +243,8 @@ class QuickBooksClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout_s,
-            transport=transport,
+            # The rate limit is per realm (500/min, 10 concurrent), shared with every other process through Redis.
+            transport=InstrumentedTransport("quickbooks", inner=transport, limiter=limiter, account=realm_id),
             headers={"Accept": "application/json", "Content-Type": "application/json"},
         )
 
