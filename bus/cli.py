@@ -170,6 +170,34 @@ def exporter(host: str, port: int) -> None:
     server.shutdown()
 
 
+@main.command("trace")
+@click.argument("event_id")
+@click.option("--source", default=None, help="The event's source, if several sources use the same id.")
+def trace_(event_id: str, source: str | None) -> None:
+    """Show an event's story: published, duplicates, each group's attempts and errors, downstream ids, outcome."""
+    from . import trace
+
+    settings = BusSettings()
+
+    async def run() -> dict[str, list[dict[str, object]]]:
+        redis = connect(settings.redis_url, socket_timeout_s=5)
+        try:
+            return await trace.read(redis, Names(settings.hookbus_key_prefix), event_id, source)
+        finally:
+            await redis.aclose()
+
+    try:
+        found = asyncio.run(run())
+    except REDIS_DOWN as exc:
+        raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+    if not found:
+        raise click.ClickException(f"no trace of {event_id} (unknown, or older than HOOKBUS_DEDUPE_TTL_S)")
+    for name, records in found.items():
+        click.echo(f"{event_id} from {name}")
+        for record in records:
+            click.echo("  " + trace.describe(record))
+
+
 main.add_command(dlq)
 main.add_command(replay_history)
 

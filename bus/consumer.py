@@ -58,6 +58,13 @@ class Context:
     names: Names
     state: Mapping[str, Any]
     log: logging.LoggerAdapter[logging.Logger]
+    #: Facts the handler recorded with :meth:`note`, shown by ``hookbus trace`` (e.g. the downstream object id).
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def note(self, **facts: object) -> None:
+        """Record facts about this delivery for the event's trace, e.g. ``ctx.note(quickbooks_id="146")``.
+        Values are shown as text; never pass secrets or whole payloads."""
+        self.notes.update({k: str(v) for k, v in facts.items()})
 
     async def once(self, step: str, action: Callable[[], Awaitable[T]], *, ttl_s: int = STEP_TTL_S) -> T:
         """Run ``action`` once for this event in this group: a retry returns the recorded result instead of running

@@ -8,7 +8,8 @@ Metrics (labels are stream keys, group and consumer names — bounded by the dep
 - ``hookbus_stream_length{stream}``, ``hookbus_group_lag{stream,group}`` (entries not yet delivered to the group),
   ``hookbus_group_pending{stream,group}`` (delivered, not acked), ``hookbus_group_consumers{stream,group}``,
   ``hookbus_group_oldest_pending_age_seconds{stream,group}`` (age of the oldest pending entry, from its id),
-- ``hookbus_dlq_length{group}``, ``hookbus_workers{group}`` (workers with a fresh heartbeat),
+- ``hookbus_dlq_length{group}``, ``hookbus_workers{group}`` (workers with a fresh heartbeat; 0 for every consumer
+  group on a stream that no live worker serves, also after the last one exited cleanly and deregistered),
 - ``hookbus_exporter_redis_up`` (1/0) and ``hookbus_exporter_scrape_duration_seconds``.
 """
 
@@ -92,10 +93,12 @@ class StreamCollector(Collector):
         replies = pipe.execute()
 
         with_pending: list[tuple[str, str]] = []
+        counts: dict[str, int] = {}  # live workers per group; 0 for a group nobody runs (the "worker down" alert)
         for i, stream in enumerate(streams):
             length.add_metric([stream], replies[2 * i])
             for info in replies[2 * i + 1]:
                 group = _text(info["name"])
+                counts.setdefault(group, 0)
                 lag.add_metric([stream, group], float(info["lag"]) if info.get("lag") is not None else float("nan"))
                 pending.add_metric([stream, group], info["pending"])
                 consumers.add_metric([stream, group], info["consumers"])
@@ -106,7 +109,6 @@ class StreamCollector(Collector):
         for j, key in enumerate(dlqs):
             dlq.add_metric([self._names.group_of_dlq(key)], replies[2 * len(streams) + j])
 
-        counts: dict[str, int] = {}
         for raw in replies[-1].values():
             doc = orjson.loads(raw)
             counts.setdefault(doc["group"], 0)

@@ -43,6 +43,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         quota_markers: Sequence[bytes] = (b"rateLimitExceeded", b"userRateLimitExceeded"),
     ) -> None:
         self.api = api
+        metrics.initialize(apis=[api])  # this process talks to ``api``: its panels and alerts show 0, not "no data"
         self._inner = inner or httpx.AsyncHTTPTransport()
         self._limiter = limiter
         self._account = account

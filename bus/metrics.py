@@ -116,5 +116,6 @@ def initialize(
         RATELIMIT_THROTTLED.labels(api)
         RATELIMIT_WAIT.labels(api)
         RATELIMIT_PAUSED.labels(api)
+        RATELIMIT_RELEASED.labels(api)
         for status_class in ("2xx", "4xx", "5xx", "error"):
             DOWNSTREAM_REQUESTS.labels(api, status_class)

@@ -11,6 +11,7 @@ All keys start with a configurable prefix (``hookbus`` by default):
 - ``{prefix}:dedupe:{source}:{event id}`` — provider event ids already published (expire after the dedupe TTL).
 - ``{prefix}:state:{group}:{name}`` — a consumer's own keys (idempotency records, per-object bookkeeping).
 - ``{prefix}:step:{group}:{idempotency key}:{step}`` — the recorded result of a completed handler step (TTL).
+- ``{prefix}:trace:{source}:{event id}`` — the event's story, a list of JSON records (TTL; see bus/trace.py).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class Names:
 
     def step(self, group: str, key: str, step: str) -> str:
         return f"{self.prefix}:step:{group}:{key}:{step}"
+
+    def trace(self, source: str, event_id: str) -> str:
+        return f"{self.prefix}:trace:{source}:{event_id}"
+
+    def trace_pattern(self, event_id: str) -> str:
+        return f"{self.prefix}:trace:*:{event_id}"
 
     def retry(self, group: str) -> str:
         return f"{self.prefix}:retry:{group}"

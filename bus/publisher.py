@@ -15,25 +15,37 @@ import redis.asyncio as aioredis
 from .envelope import FIELD, Event
 from .naming import Names
 
-# KEYS[1] = dedupe key (may be "" when not deduplicating), KEYS[2..] = one stream per event.
-# ARGV[1] = dedupe TTL in seconds, ARGV[2] = MAXLEN (0 = no trim), ARGV[3..] = one encoded envelope per stream.
-# Returns {0, previous ids} for a duplicate, {1, new ids} after publishing.
+# KEYS[1] = dedupe key ("" when not deduplicating), KEYS[2] = trace key ("" for none), KEYS[3..] = one stream per
+# event. ARGV[1] = dedupe and trace TTL in seconds, ARGV[2] = MAXLEN (0 = no trim), ARGV[3..] = one envelope per
+# stream. Returns {0, previous ids} for a duplicate, {1, new ids} after publishing. The trace record (see
+# bus/trace.py) is appended in the same script, so it costs no extra round trip.
 _PUBLISH = """
-local dedupe = KEYS[1]
+local dedupe, trace = KEYS[1], KEYS[2]
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 if dedupe ~= '' then
   local seen = redis.call('GET', dedupe)
-  if seen then return {0, seen} end
+  if seen then
+    if trace ~= '' then
+      redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"duplicate","entries":"' .. seen .. '"}')
+    end
+    return {0, seen}
+  end
 end
 local ids = {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   if ARGV[2] ~= '0' then
-    ids[#ids + 1] = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i + 1])
+    ids[#ids + 1] = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i])
   else
-    ids[#ids + 1] = redis.call('XADD', KEYS[i], '*', 'event', ARGV[i + 1])
+    ids[#ids + 1] = redis.call('XADD', KEYS[i], '*', 'event', ARGV[i])
   end
 end
 local joined = table.concat(ids, ',')
 if dedupe ~= '' then redis.call('SET', dedupe, joined, 'EX', ARGV[1]) end
+if trace ~= '' then
+  redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"published","entries":"' .. joined .. '"}')
+  redis.call('EXPIRE', trace, ARGV[1])
+end
 return {1, joined}
 """
 
@@ -52,15 +64,23 @@ class PublishResult:
 class Publisher:
     """Writes events to ``{prefix}:stream:{type}``.
 
-    ``dedupe_ttl_s`` is in seconds; ``maxlen`` (approximate, ``MAXLEN ~``) bounds each stream, ``None`` leaves
-    retention to the trimming housekeeping. Raises redis-py's ConnectionError/TimeoutError when Redis is down; in that
-    case nothing was written and the dedupe key was not consumed.
+    ``dedupe_ttl_s`` is in seconds (also the lifetime of the event's trace, see :mod:`bus.trace`); ``maxlen``
+    (approximate, ``MAXLEN ~``) bounds each stream, ``None`` leaves retention to the trimming housekeeping.
+    Raises redis-py's ConnectionError/TimeoutError when Redis is down; in that case nothing was written and the
+    dedupe key was not consumed.
     """
 
     def __init__(
-        self, redis: aioredis.Redis, names: Names, *, dedupe_ttl_s: int = 7 * 24 * 3600, maxlen: int | None = None
+        self,
+        redis: aioredis.Redis,
+        names: Names,
+        *,
+        dedupe_ttl_s: int = 7 * 24 * 3600,
+        maxlen: int | None = None,
+        trace: bool = True,
     ) -> None:
         self._redis = redis
+        self._trace = trace
         self._names = names
         self._dedupe_ttl_s = dedupe_ttl_s
         self._maxlen = maxlen
@@ -75,7 +95,8 @@ class Publisher:
         if not events:
             raise ValueError("nothing to publish")
         dedupe_key = self._names.dedupe(*dedupe_id) if dedupe_id else ""
-        keys = [dedupe_key, *(self._names.stream(e.type) for e in events)]
+        trace_key = self._names.trace(events[0].source, events[0].id) if self._trace else ""
+        keys = [dedupe_key, trace_key, *(self._names.stream(e.type) for e in events)]
         args = [self._dedupe_ttl_s, self._maxlen or 0, *(e.to_json() for e in events)]
         status, joined = await self._script(keys=keys, args=args)
         ids = tuple(joined.decode().split(",")) if joined else ()

@@ -39,7 +39,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from . import metrics, pel, retention, workers
+from . import metrics, pel, retention, trace, workers
 from .connection import REDIS_DOWN
 from .consumer import Consumer, Context, Resources, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
@@ -100,6 +100,7 @@ class Worker:
         maxlen: int | None = None,
         metrics_port: int | None = None,
         limiter: Limiter | None = None,
+        trace_ttl_s: int = trace.TRACE_TTL_S,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -137,6 +138,9 @@ class Worker:
         self._state: Mapping[str, Any] = {}
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
+        self._trace_ttl_s = trace_ttl_s
+        # Trace records of entries handled successfully, pushed in the same pipeline as their XACK.
+        self._acked_traces: dict[tuple[str, str], tuple[str, bytes]] = {}
         #: The rate limiter shared by every process (limits from the rules file's ``[ratelimits]``, or defaults).
         self.limiter = limiter or Limiter(redis, names)
         self._started = clock()
@@ -258,6 +262,7 @@ class Worker:
         finally:
             for d in deliveries:
                 self._inflight.pop((d.stream, d.entry_id), None)
+                self._acked_traces.pop((d.stream, d.entry_id), None)
 
     async def _run_tasks(self, deliveries: list[Delivery]) -> None:
         tasks = {asyncio.create_task(self._handle(d)): d for d in deliveries}
@@ -298,6 +303,10 @@ class Worker:
                 for stream, ids in acks.items():
                     pipe.xack(stream, self.group, *ids)
                     pipe.hdel(self._retry_hash, *ids)
+                    for entry_id in ids:
+                        if traced := self._acked_traces.pop((stream, entry_id), None):
+                            pipe.rpush(traced[0], traced[1])
+                            pipe.expire(traced[0], self._trace_ttl_s)
                 await pipe.execute()
         except REDIS_DOWN as exc:
             # Not acked means redelivered later; handlers are idempotent, so this costs a repeat, never a loss.
@@ -349,10 +358,22 @@ class Worker:
             metrics.HANDLER_DURATION.labels(self.group, event.type).observe(time.perf_counter() - started)
         duration = round(time.perf_counter() - started, 6)
         metrics.MESSAGES_HANDLED.labels(self.group, event.type, Outcome.ACKED.value).inc()
+        self._acked_traces[(delivery.stream, delivery.entry_id)] = (
+            self._names.trace(event.source, event.id),
+            trace.record(
+                "acked",
+                int(self._clock() * 1000),
+                group=self.group,
+                consumer=self.name,
+                attempt=delivery.delivery_count,
+                duration_s=duration,
+                notes=ctx.notes or None,
+            ),
+        )
         if received := event.extensions.get("receivedtime"):
             with contextlib.suppress(ValueError):
                 metrics.EVENT_LATENCY.labels(self.group, event.type).observe(self._clock() - to_unix_s(received))
-        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration})
+        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration, **ctx.notes})
         return Outcome.ACKED
 
     async def _failed(self, delivery: Delivery, event_type: str, exc: Exception, extra: dict[str, Any]) -> Outcome:
@@ -376,7 +397,18 @@ class Worker:
             "reason": reason[:500],
         }
         try:
-            await self._redis.hset(self._retry_hash, delivery.entry_id, orjson.dumps(record))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self._retry_hash, delivery.entry_id, orjson.dumps(record))
+                self._trace(
+                    pipe,
+                    extra,
+                    "retry",
+                    now_ms,
+                    error_type=type(exc).__name__,
+                    reason=reason[:500],
+                    retry_in_s=round(delay_s, 3),
+                )
+                await pipe.execute()
         except REDIS_DOWN:
             pass  # without a record the entry is retried after the visibility timeout instead
         metrics.MESSAGES_HANDLED.labels(self.group, event_type, Outcome.RETRY.value).inc()
@@ -389,6 +421,13 @@ class Worker:
             | {"outcome": "retry", "error_type": type(exc).__name__, "error": reason, "retry_in_s": round(delay_s, 3)},
         )
         return Outcome.RETRY
+
+    def _trace(self, pipe: Any, extra: Mapping[str, Any], step: str, at_ms: int, **fields: Any) -> None:
+        """Queue a trace record for the event described by ``extra`` (its log fields) on ``pipe``."""
+        attempt = fields.pop("attempt_override", None) or extra.get("attempt")
+        key = self._names.trace(extra["source"], extra["event_id"])
+        pipe.rpush(key, trace.record(step, at_ms, group=self.group, consumer=self.name, attempt=attempt, **fields))
+        pipe.expire(key, self._trace_ttl_s)
 
     async def _failure_record(self, entry_id: str) -> dict[str, Any] | None:
         try:
@@ -434,6 +473,20 @@ class Worker:
         if dlq_id is None:
             return Outcome.CANCELLED  # no longer pending: someone else acked or dead-lettered it meanwhile
         metrics.MESSAGES_HANDLED.labels(self.group, event_type, Outcome.DEAD_LETTERED.value).inc()
+        if extra is not None:
+            with contextlib.suppress(*REDIS_DOWN):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    self._trace(
+                        pipe,
+                        extra,
+                        "dead_lettered",
+                        now_ms,
+                        error_type=error_type,
+                        reason=reason,
+                        dlq_entry_id=dlq_id,
+                        attempt_override=delivery.delivery_count,
+                    )
+                    await pipe.execute()
         log.error(
             "dead-lettered",
             extra=(extra or {"group": self.group, "entry_id": delivery.entry_id, "event_type": event_type})

@@ -129,7 +129,7 @@ async def book_sales_receipt(event: Event, ctx: Context) -> None:
         return
     booked_key = ctx.names.state(ctx.group, f"sales_receipt:{payment_id}")
     if existing := await ctx.redis.get(booked_key):
-        ctx.log.info("payment already booked", extra={"outcome": "already_done", "downstream_id": existing.decode()})
+        ctx.note(quickbooks_sales_receipt=existing.decode(), already_booked="yes")
         return
     receipt = SalesReceipt(
         amount=amount,
@@ -143,6 +143,7 @@ async def book_sales_receipt(event: Event, ctx: Context) -> None:
     quickbooks: QuickBooksClient = ctx.state["quickbooks"]
     created = await quickbooks.create_sales_receipt(receipt, request_id=ctx.key_for("sales_receipt", payment_id))
     await ctx.redis.set(booked_key, created.id, ex=BOOKED_TTL_S)
+    ctx.note(quickbooks_sales_receipt=created.id)
     ctx.log.info(
         "sales receipt created", extra={"downstream_id": created.id, "amount": str(amount), "currency": currency}
     )
@@ -178,6 +179,7 @@ async def book_refund_receipt(event: Event, ctx: Context) -> None:
         request_id = ctx.key_for("refund_receipt", charge_id, str(cumulative))
         created = await quickbooks.create_refund_receipt(receipt, request_id=request_id)
         await ctx.redis.set(booked_key, cumulative, ex=BOOKED_TTL_S)
+        ctx.note(quickbooks_refund_receipt=created.id)
     ctx.log.info(
         "refund receipt created",
         extra={"downstream_id": created.id, "amount": str(receipt.amount), "currency": currency},
