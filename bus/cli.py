@@ -13,10 +13,13 @@ import sys
 from importlib.metadata import entry_points
 
 import click
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from .cli_dlq import dlq, replay_history
 from .config import BusSettings
 from .connection import REDIS_DOWN, connect
+from .connection import run as run_loop
 from .errors import ConfigError
 from .groups import ensure_groups
 from .logs import configure
@@ -49,7 +52,27 @@ class WorkerSettings(BusSettings):
     hookbus_ratelimit_max_wait_s: float = 5.0
 
 
-@click.group()
+def describe_config_error(exc: Exception) -> str:
+    """One readable line for a settings mistake: ``QUICKBOOKS_REALM_ID: Field required; …``."""
+    if isinstance(exc, ValidationError):
+        return "invalid settings: " + "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or err.get('input', '')}: {err['msg']}"
+            for err in exc.errors()
+        )
+    return str(exc)
+
+
+class HookbusGroup(click.Group):
+    """Turns configuration mistakes anywhere in a command into one ``Error: …`` line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, ValidationError, SettingsError) as exc:
+            raise click.ClickException(describe_config_error(exc)) from exc
+
+
+@click.group(cls=HookbusGroup)
 @click.version_option(package_name="hookbus")
 def main() -> None:
     """hookbus: signed webhooks in, Redis Streams in the middle, reliable workers out."""
@@ -72,7 +95,10 @@ def worker(name: str, metrics_port: int | None) -> None:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port)
+        try:
+            start_http_server(port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot serve metrics on port {port}: {exc.strerror}") from exc
 
     async def run() -> None:
         redis = connect(settings.redis_url, socket_timeout_s=settings.hookbus_block_ms / 1000 + 5)
@@ -101,7 +127,7 @@ def worker(name: str, metrics_port: int | None) -> None:
         finally:
             await redis.aclose()
 
-    asyncio.run(run())
+    run_loop(run())
 
 
 @main.command()

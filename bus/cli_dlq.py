@@ -73,6 +73,12 @@ def _run(action: Callable[[aioredis.Redis, Names], Awaitable[T]]) -> T:
         raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
 
 
+async def _require_group(redis: aioredis.Redis, names: Names, group: str) -> None:
+    known = await ops.known_groups(redis, names)
+    if group not in known:
+        raise click.ClickException(f"no consumer group named {group!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+
 def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -149,7 +155,12 @@ def replay_dlq(group: str, dlq_ids: tuple[str, ...], replay_all: bool) -> None:
     """Re-deliver dead-letter entries to GROUP only (other groups are not affected)."""
     if bool(dlq_ids) == replay_all:
         raise click.UsageError("give dead-letter entry ids or --all (not both)")
-    done = _run(lambda redis, names: ops.replay(redis, names, group, None if replay_all else list(dlq_ids)))
+
+    async def action(redis: aioredis.Redis, names: Names) -> list[str]:
+        await _require_group(redis, names, group)
+        return await ops.replay(redis, names, group, None if replay_all else list(dlq_ids))
+
+    done = _run(action)
     click.echo(f"replayed {len(done)} entr{'y' if len(done) == 1 else 'ies'} to {group}")
     missing = sorted(set(dlq_ids) - set(done))
     if missing:
@@ -175,7 +186,13 @@ def purge(group: str, older_than: str | None, yes: bool) -> None:
 @click.option("--from", "start", required=True, help="An entry id or an RFC 3339 time (2026-11-23T00:00:00Z).")
 def replay_history(group: str, start: str) -> None:
     """Re-deliver retained history from --from onward to GROUP only (rewinds its position on each stream)."""
-    moved = _run(lambda redis, names: ops.replay_group(redis, names, group, parse_start(start)))
+    position = parse_start(start)
+
+    async def action(redis: aioredis.Redis, names: Names) -> dict[str, str]:
+        await _require_group(redis, names, group)
+        return await ops.replay_group(redis, names, group, position)
+
+    moved = _run(action)
     if not moved:
         click.echo(f"{group} is already at or before that position on every stream (or reads none)")
     for stream, position in sorted(moved.items()):

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -70,7 +71,7 @@ class BusSettings(HookbusSettings):
       Stripe retries for up to 3 days, so the default of 7 days covers every retry.
     """
 
-    redis_url: str = EMBEDDED_REDIS_URL
-    hookbus_key_prefix: str = "hookbus"
-    hookbus_dedupe_ttl_s: int = 7 * 24 * 3600
+    redis_url: str = Field(default=EMBEDDED_REDIS_URL, pattern=r"^(redis|rediss|unix|valkey|valkeys)://")
+    hookbus_key_prefix: str = Field(default="hookbus", min_length=1, pattern=r"^[^\s*?\[\]]+$")
+    hookbus_dedupe_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     hookbus_log_level: str = "INFO"

@@ -60,6 +60,14 @@ async def dlq_groups(redis: aioredis.Redis, names: Names) -> list[str]:
     return sorted(groups)
 
 
+async def known_groups(redis: aioredis.Redis, names: Names) -> set[str]:
+    """Every consumer group on a hookbus stream, and every group with a dead-letter stream."""
+    groups = set(await dlq_groups(redis, names))
+    async for key in redis.scan_iter(match=names.stream_pattern(), _type="stream"):
+        groups.update(info["name"].decode() for info in await redis.xinfo_groups(key))
+    return groups
+
+
 async def list_entries(redis: aioredis.Redis, names: Names, group: str, *, count: int = 100) -> list[Entry]:
     """The oldest ``count`` dead-letter entries of ``group``."""
     rows = await redis.xrange(names.dlq(group), count=count)

@@ -8,13 +8,16 @@ blocks others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from .errors import RetryLater
+from .errors import NotReady
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -24,13 +27,23 @@ return 0
 
 @contextlib.asynccontextmanager
 async def held(
-    redis: aioredis.Redis, key: str, *, ttl_ms: int = 30_000, retry_in_s: float = 0.5
+    redis: aioredis.Redis, key: str, *, ttl_ms: int = 30_000, wait_s: float = 5.0, retry_in_s: float = 0.5
 ) -> AsyncIterator[None]:
-    """Hold ``key`` for the ``async with`` block. If another process holds it, raise :class:`RetryLater` with
-    ``retry_in_s`` (seconds), so the worker retries the entry shortly instead of blocking."""
+    """Hold ``key`` for the ``async with`` block.
+
+    If another process holds it, try again with a short growing pause (10 ms up to 200 ms) for up to ``wait_s``
+    seconds: holders keep it for one downstream call, so waiting briefly is cheaper than a retry. Beyond that, raise
+    :class:`NotReady` with ``retry_in_s`` seconds: the entry is retried shortly, logged as "not ready", not as a
+    failure.
+    """
     token = secrets.token_hex(16)
-    if not await redis.set(key, token, nx=True, px=ttl_ms):
-        raise RetryLater(f"{key} is held by another worker", delay=retry_in_s)
+    deadline = time.monotonic() + wait_s
+    pause = 0.01
+    while not await redis.set(key, token, nx=True, px=ttl_ms):
+        if time.monotonic() + pause > deadline:
+            raise NotReady(f"{key} is held by another worker", delay=retry_in_s)
+        await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 0.2)
     try:
         yield
     finally:

@@ -16,11 +16,13 @@ All keys start with a configurable prefix (``hookbus`` by default):
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
 # A fixed namespace so idempotency keys are the same on every host and after every restart.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("4f2d6c1e-8a57-4b1e-9f0e-6b1f9d3c2a10")
+_NAMESPACE_BYTES = _IDEMPOTENCY_NAMESPACE.bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,4 +78,12 @@ def idempotency_key(group: str, source: str, event_id: str, *parts: str) -> str:
     delivery sends the same key downstream (QuickBooks ``requestid``, an ``Idempotency-Key`` header). ``parts``
     narrow it further, e.g. to one step of a handler or to a business object shared by several events.
     """
-    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, "\x1f".join((group, source, event_id, *parts))))
+    # uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name), spelled out: it runs once per delivery, and the UUID object costs
+    # more than the hash. Version 5 in the high nibble of byte 6, the RFC 4122 variant in the top bits of byte 8.
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join((group, source, event_id, *parts)).encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

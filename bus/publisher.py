@@ -3,6 +3,10 @@
 The dedupe check, the XADDs and the dedupe record run in one Lua script, so two concurrent deliveries of the same
 provider event (shared case 015) cannot both publish, and a failed XADD never leaves a dedupe key behind: the key is
 written only after every XADD of the script succeeded (a script is not rolled back on error, so order matters).
+
+Concurrent publishes (ingest answering many webhooks at once) are coalesced: the scripts of every call made while a
+round trip is in flight go out in the next single write, one EVALSHA each, and each caller awaits its own result
+(see :class:`bus.wire.ScriptCalls`). Every call stays atomic on its own; none waits for a timer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import redis.asyncio as aioredis
 
 from .envelope import FIELD, Event
 from .naming import Names
+from .wire import Arg, ScriptCalls
 
 # KEYS[1] = dedupe key ("" when not deduplicating), KEYS[2] = trace key ("" for none), KEYS[3..] = one stream per
 # event. ARGV[1] = dedupe and trace TTL in seconds, ARGV[2] = MAXLEN (0 = no trim), ARGV[3..] = one envelope per
@@ -84,7 +89,7 @@ class Publisher:
         self._names = names
         self._dedupe_ttl_s = dedupe_ttl_s
         self._maxlen = maxlen
-        self._script = redis.register_script(_PUBLISH)
+        self._calls = ScriptCalls(redis, _PUBLISH)
 
     async def publish(self, events: Sequence[Event], *, dedupe_id: tuple[str, str] | None = None) -> PublishResult:
         """Publish ``events`` (each to its type's stream) in one atomic step.
@@ -92,12 +97,35 @@ class Publisher:
         ``dedupe_id`` is ``(source, provider event id)``: when given and already seen within the TTL, nothing is
         written and the result says ``duplicate``.
         """
+        keys, args = self._script_args(events, dedupe_id)
+        return _result(await self._calls(keys, args))
+
+    async def publish_many(
+        self, deliveries: Sequence[tuple[Sequence[Event], tuple[str, str] | None]]
+    ) -> list[PublishResult]:
+        """Publish several deliveries, each ``(events, dedupe_id)`` as :meth:`publish` does, in one round trip.
+
+        Each delivery is atomic on its own (one script each). Raises the first error reply, if any, after all of
+        them ran; a delivery that succeeded before it stays published.
+        """
+        replies = await self._calls.many([self._script_args(events, dedupe_id) for events, dedupe_id in deliveries])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [_result(reply) for reply in replies]
+
+    def _script_args(self, events: Sequence[Event], dedupe_id: tuple[str, str] | None) -> tuple[list[Arg], list[Arg]]:
         if not events:
             raise ValueError("nothing to publish")
-        dedupe_key = self._names.dedupe(*dedupe_id) if dedupe_id else ""
-        trace_key = self._names.trace(events[0].source, events[0].id) if self._trace else ""
-        keys = [dedupe_key, trace_key, *(self._names.stream(e.type) for e in events)]
-        args = [self._dedupe_ttl_s, self._maxlen or 0, *(e.to_json() for e in events)]
-        status, joined = await self._script(keys=keys, args=args)
-        ids = tuple(joined.decode().split(",")) if joined else ()
-        return PublishResult(duplicate=status == 0, entry_ids=ids)
+        names = self._names
+        dedupe_key = names.dedupe(*dedupe_id) if dedupe_id else ""
+        trace_key = names.trace(events[0].source, events[0].id) if self._trace else ""
+        keys: list[Arg] = [dedupe_key, trace_key, *(names.stream(e.type) for e in events)]
+        args: list[Arg] = [self._dedupe_ttl_s, self._maxlen or 0, *(e.to_json() for e in events)]
+        return keys, args
+
+
+def _result(reply: list[bytes | int]) -> PublishResult:
+    status, joined = reply
+    ids = tuple(joined.decode().split(",")) if joined else ()  # type: ignore[union-attr]
+    return PublishResult(duplicate=status == 0, entry_ids=ids)

@@ -4,7 +4,9 @@ One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
 
 - It blocks in ``XREADGROUP ... BLOCK`` on every stream the consumer handles, plus the group's replay stream (no
   sleep loop), runs the handlers of a batch concurrently (up to ``concurrency``) and acks the successful ones with
-  one XACK per stream.
+  one XACK per stream, once every handler of the batch has returned. The acks (with their trace records, in one
+  script) go out right behind the next XREADGROUP, on a second connection: no round trip of their own on the
+  critical path, and Redis runs the ack script while the worker handles the next batch.
 - A failed entry is *not* acked. Its next attempt time (backoff by delivery count, or a later ``Retry-After``) is
   recorded in the group's retry hash, and the reclaimer XCLAIMs it once due. The delivery count comes from the
   pending entries list (XPENDING), so it survives restarts.
@@ -32,19 +34,18 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from . import metrics, pel, retention, trace, workers
+from . import metrics, pel, retention, trace, wire, workers
 from .connection import REDIS_DOWN
 from .consumer import Consumer, Context, Resources, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event
-from .errors import EnvelopeError, NotReady, PermanentError, RetryLater
+from .errors import ConfigError, EnvelopeError, NotReady, PermanentError, RetryLater
 from .groups import ensure_groups, is_nogroup
 from .naming import Names, idempotency_key
 from .ordering import to_unix_s
@@ -60,12 +61,45 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     stream: str
     entry_id: str
     fields: Mapping[bytes, bytes]
     delivery_count: int
+
+
+# Acks one stream's finished entries. KEYS[1] = stream, KEYS[2] = the group's retry hash, KEYS[3..] = trace keys;
+# ARGV[1] = group, ARGV[2] = trace TTL (s), ARGV[3] = n, ARGV[4..3+n] = entry ids, ARGV[4+n..] = one trace record per
+# trace key. XACK and HDEL in chunks (Lua's unpack has a stack limit), then each trace record is appended (a trace
+# keeps the TTL its publication gave it; one created here gets the trace TTL): one command per batch instead of
+# 2 + 2 per entry, atomic like the MULTI it replaces. Returns the number acked.
+_ACK = """
+local n = tonumber(ARGV[3])
+local acked = 0
+for first = 4, 3 + n, 500 do
+  local last = math.min(first + 499, 3 + n)
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, first, last))
+  redis.call('HDEL', KEYS[2], unpack(ARGV, first, last))
+end
+for k = 3, #KEYS do
+  if redis.call('RPUSH', KEYS[k], ARGV[n + k + 1]) == 1 then redis.call('EXPIRE', KEYS[k], ARGV[2]) end
+end
+return acked
+"""
+
+
+def parse_read(reply: Any) -> list[Delivery]:
+    """The deliveries in a raw XREADGROUP reply: RESP2 ``[[stream, entries]]`` or RESP3 ``{stream: entries}``."""
+    if not reply:
+        return []
+    deliveries = []
+    for stream, entries in reply.items() if isinstance(reply, dict) else reply:
+        name = stream.decode()
+        for entry_id, fields in entries:
+            if isinstance(fields, list):
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            deliveries.append(Delivery(name, entry_id.decode(), fields or {}, 1))
+    return deliveries
 
 
 def default_consumer_name() -> str:
@@ -105,13 +139,15 @@ class Worker:
         rng: random.Random | None = None,
     ) -> None:
         if not consumer.handlers:
-            raise ValueError(f"consumer {consumer.name!r} has no handlers")
+            raise ConfigError(f"consumer {consumer.name!r} has no handlers")
         if claim_interval_s <= 0 or visibility_timeout_s <= claim_interval_s:
-            raise ValueError("visibility_timeout_s must exceed claim_interval_s, and both be positive")
+            raise ConfigError("HOOKBUS_VISIBILITY_TIMEOUT_S must exceed HOOKBUS_CLAIM_INTERVAL_S, both positive")
+        if batch_size < 1 or concurrency < 1 or block_ms < 1 or grace_s < 0:
+            raise ConfigError("HOOKBUS_BATCH_SIZE, HOOKBUS_CONCURRENCY and HOOKBUS_BLOCK_MS must be at least 1")
         socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
         if socket_timeout is not None and socket_timeout <= block_ms / 1000:
             # Otherwise every idle XREADGROUP BLOCK ends in a socket timeout that looks like an outage (case 029).
-            raise ValueError(f"the client's socket_timeout ({socket_timeout} s) must exceed block_ms ({block_ms} ms)")
+            raise ConfigError(f"the client's socket_timeout ({socket_timeout} s) must exceed block_ms ({block_ms} ms)")
         self.consumer = consumer
         self.group = consumer.name
         self.name = consumer_name or default_consumer_name()
@@ -120,6 +156,7 @@ class Worker:
         self._batch_size = batch_size
         self._block_ms = block_ms
         self._concurrency = asyncio.Semaphore(concurrency)
+        self._lanes = concurrency
         self._claim_interval_s = claim_interval_s
         self._visibility_ms = int(visibility_timeout_s * 1000)
         self._grace_s = grace_s
@@ -139,8 +176,16 @@ class Worker:
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
         self._trace_ttl_s = trace_ttl_s
-        # Trace records of entries handled successfully, pushed in the same pipeline as their XACK.
+        # Trace records of entries handled successfully, pushed in the same script as their XACK.
         self._acked_traces: dict[tuple[str, str], tuple[str, bytes]] = {}
+        # Entries whose handler succeeded, by stream, to ack alongside the next XREADGROUP (see _ack_and_read), and
+        # the ack in progress.
+        self._unacked: dict[str, list[str]] = {}
+        self._acking: asyncio.Future[None] | None = None
+        # Per event type: the handler's metric children (labels() looked up once, not per event).
+        self._type_metrics: dict[str, tuple[Any, Any, Any]] = {}
+        self._handler_log = logging.getLogger(f"hookbus.{self.group}")
+        self._debug = False  # whether "handled" lines are logged; read once per batch
         #: The rate limiter shared by every process (limits from the rules file's ``[ratelimits]``, or defaults).
         self.limiter = limiter or Limiter(redis, names)
         self._started = clock()
@@ -205,112 +250,183 @@ class Worker:
     # -- reading -----------------------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        streams = dict.fromkeys(self._streams, ">")
+        read_command = self._read_command()
+        stop = asyncio.ensure_future(self._stopping.wait())
         outage = 0.2
-        while not self._stopping.is_set():
-            read = asyncio.ensure_future(
-                self._redis.xreadgroup(self.group, self.name, streams, count=self._batch_size, block=self._block_ms)
-            )
-            stop = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            while not self._stopping.is_set():
+                read = asyncio.ensure_future(self._ack_and_read(read_command))
+                await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    # Stopping while blocked: entries Redis hands out after this point stay pending under our name
+                    # and are reclaimed after the visibility timeout, so cancelling loses nothing. Acks not sent yet
+                    # go out on the way out.
+                    read.cancel()
+                    await asyncio.gather(read, return_exceptions=True)
+                    return
+                try:
+                    reply = read.result()
+                except ResponseError as exc:
+                    if not is_nogroup(exc):
+                        raise
+                    log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
+                    await self._retry_until_up(self._recreate_groups)
+                    await self._sleep(outage)  # a group deleted again at once must not become a hot loop
+                    outage = min(outage * 2, 5.0)
+                    continue
+                except REDIS_DOWN as exc:
+                    log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
+                    await self._sleep(outage * self._rng.uniform(0.5, 1.0))
+                    outage = min(outage * 2, 5.0)
+                    continue
+                outage = 0.2
+                self.heartbeat = self._clock()
+                deliveries = parse_read(reply)
+                if deliveries:
+                    await self._run_batch(deliveries, defer_ack=True)
+        finally:
             stop.cancel()
-            if not read.done():
-                # Stopping while blocked: entries Redis hands out after this point stay pending under our name and
-                # are reclaimed after the visibility timeout, so cancelling loses nothing.
-                read.cancel()
-                await asyncio.gather(read, return_exceptions=True)
-                return
-            try:
-                reply = read.result()
-            except ResponseError as exc:
-                if not is_nogroup(exc):
-                    raise
-                log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
-                await self._retry_until_up(self._recreate_groups)
-                await self._sleep(outage)  # a group deleted again at once must not become a hot loop
-                outage = min(outage * 2, 5.0)
-                continue
-            except REDIS_DOWN as exc:
-                log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
-                await self._sleep(outage * self._rng.uniform(0.5, 1.0))
-                outage = min(outage * 2, 5.0)
-                continue
-            outage = 0.2
-            self.heartbeat = self._clock()
-            deliveries = [
-                Delivery(stream.decode(), entry_id.decode(), fields, 1)
-                for stream, entries in reply or ()
-                for entry_id, fields in entries
-            ]
-            if deliveries:
-                await self._run_batch(deliveries)
+            await self._flush_acks()
+
+    def _read_command(self) -> list[wire.Arg]:
+        return [
+            "XREADGROUP",
+            "GROUP",
+            self.group,
+            self.name,
+            "COUNT",
+            self._batch_size,
+            "BLOCK",
+            self._block_ms,
+            "STREAMS",
+            *self._streams,
+            *[">"] * len(self._streams),
+        ]
+
+    async def _ack_and_read(self, read_command: list[wire.Arg]) -> Any:
+        """Send the next XREADGROUP, then the last batch's acks on another connection: Redis answers the read first,
+        so this worker handles the next batch while Redis runs the ack script (which appends a trace record per
+        entry, the costlier half of the exchange). Returns the raw XREADGROUP reply."""
+        async with wire.lease(self._redis) as conn:
+            await conn.send_packed_command(wire.pack([read_command]))
+            if self._unacked and (self._acking is None or self._acking.done()):
+                acks, self._unacked = self._unacked, {}
+                self._acking = asyncio.ensure_future(self._ack(acks, keep_on_outage=True))
+            return await conn.read_response()
+
+    async def _flush_acks(self) -> None:
+        """Ack what finished but was not acked yet (on the way out)."""
+        if self._acking is not None:
+            await asyncio.gather(self._acking, return_exceptions=True)
+        if self._unacked:
+            acks, self._unacked = self._unacked, {}
+            await self._ack(acks)
 
     # -- processing --------------------------------------------------------------------------------------------
 
-    async def _run_batch(self, deliveries: list[Delivery]) -> None:
-        """Handle ``deliveries`` concurrently, then ack the successes (one XACK per stream).
+    async def _run_batch(self, deliveries: list[Delivery], *, defer_ack: bool = False) -> None:
+        """Handle ``deliveries`` concurrently, then ack the successes (one script per stream): at once, or with
+        ``defer_ack`` in the same write as the read loop's next XREADGROUP.
 
         Every entry counts as in flight from its receipt until it is acked (or its failure is recorded): entries
         waiting for a concurrency slot, or done and waiting for the batch's XACK, keep their lease and are never
         reclaimed by this worker.
         """
         received = self._clock()
+        self._debug = log.isEnabledFor(logging.DEBUG)
         for d in deliveries:
             self._inflight[(d.stream, d.entry_id)] = received
-        try:
-            await self._run_tasks(deliveries)
-        finally:
-            for d in deliveries:
-                self._inflight.pop((d.stream, d.entry_id), None)
-                self._acked_traces.pop((d.stream, d.entry_id), None)
-
-    async def _run_tasks(self, deliveries: list[Delivery]) -> None:
-        tasks = {asyncio.create_task(self._handle(d)): d for d in deliveries}
-        stop = asyncio.ensure_future(self._stopping.wait())
-        pending: set[asyncio.Future[Any]] = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
-            pending.discard(stop)
-            if stop.done() and pending:
-                _, pending = await asyncio.wait(pending, timeout=self._grace_s)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                if pending:
-                    log.warning(
-                        "grace period over; unfinished entries stay pending",
-                        extra={"group": self.group, "unfinished": len(pending)},
-                    )
-                break
-        stop.cancel()
         acks: dict[str, list[str]] = {}
-        for task, delivery in tasks.items():
-            if task.cancelled() or task.exception() is not None:
-                outcome = Outcome.CANCELLED
-                if not task.cancelled():
-                    log.error("worker error", exc_info=task.exception(), extra={"group": self.group})
-            else:
-                outcome = task.result()
+        try:
+            acks = await self._run_tasks(deliveries)
+            if acks and not defer_ack:
+                await self._ack(acks)
+                acks = {}
+        finally:
+            for stream, ids in acks.items():
+                self._unacked.setdefault(stream, []).extend(ids)
+            waiting = {(stream, entry_id) for stream, ids in acks.items() for entry_id in ids}
+            for d in deliveries:
+                key = (d.stream, d.entry_id)
+                if key not in waiting:
+                    self._inflight.pop(key, None)
+                    self._acked_traces.pop(key, None)
+
+    async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[str]]:
+        """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
+        task per entry); returns the acked entry ids by stream. On stop, running handlers get ``grace_s``."""
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        turns = iter(range(len(deliveries)))
+
+        async def lane() -> None:
+            for i in turns:
+                try:
+                    outcomes[i] = await self._handle(deliveries[i])
+                except Exception:  # a fault of the worker itself; handler failures are outcomes
+                    outcomes[i] = Outcome.CANCELLED
+                    log.error("worker error", exc_info=True, extra={"group": self.group})
+
+        lanes = [asyncio.ensure_future(lane()) for _ in range(min(self._lanes, len(deliveries)))]
+        everything = asyncio.gather(*lanes, return_exceptions=True)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({everything, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not everything.done():  # stopping: give running handlers the grace period, then cancel them
+            await asyncio.wait({everything}, timeout=self._grace_s)
+            if not everything.done():
+                for task in lanes:
+                    task.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
+                log.warning(
+                    "grace period over; unfinished entries stay pending",
+                    extra={"group": self.group, "unfinished": outcomes.count(None)},
+                )
+        acks: dict[str, list[str]] = {}
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            outcome = outcome or Outcome.CANCELLED
             self.counts[outcome.value] += 1
             if outcome is Outcome.ACKED:
                 acks.setdefault(delivery.stream, []).append(delivery.entry_id)
-        if acks:
-            await self._ack(acks)
+        return acks
 
-    async def _ack(self, acks: Mapping[str, list[str]]) -> None:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for stream, ids in acks.items():
-                    pipe.xack(stream, self.group, *ids)
-                    pipe.hdel(self._retry_hash, *ids)
-                    for entry_id in ids:
-                        if traced := self._acked_traces.pop((stream, entry_id), None):
-                            pipe.rpush(traced[0], traced[1])
-                            pipe.expire(traced[0], self._trace_ttl_s)
-                await pipe.execute()
-        except REDIS_DOWN as exc:
+    def _ack_command(self, stream: str, ids: list[str]) -> list[wire.Arg]:
+        keys: list[wire.Arg] = []
+        records: list[wire.Arg] = []
+        for entry_id in ids:
+            if traced := self._acked_traces.get((stream, entry_id)):
+                keys.append(traced[0])
+                records.append(traced[1])
+        return ["EVAL", _ACK, 2 + len(keys), stream, self._retry_hash, *keys] + [
+            self.group,
+            self._trace_ttl_s,
+            len(ids),
+            *ids,
+            *records,
+        ]
+
+    def _acked(self, stream: str, ids: list[str], reply: Any) -> None:
+        """The ack script's ``reply`` for ``ids`` arrived (an exception if it failed): they leave the lease."""
+        if isinstance(reply, Exception):
             # Not acked means redelivered later; handlers are idempotent, so this costs a repeat, never a loss.
-            log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(exc)})
+            log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(reply)})
+        for entry_id in ids:
+            self._inflight.pop((stream, entry_id), None)
+            self._acked_traces.pop((stream, entry_id), None)
+
+    async def _ack(self, acks: Mapping[str, list[str]], *, keep_on_outage: bool = False) -> None:
+        """Ack now (one script per stream, one round trip). With ``keep_on_outage``, acks that could not be sent
+        because Redis is unreachable go back to ``_unacked`` (keeping their lease) for the read loop's next round."""
+        batches = [(stream, ids, self._ack_command(stream, ids)) for stream, ids in acks.items()]
+        try:
+            replies: list[Any] = await wire.exchange(self._redis, [command for _, _, command in batches])
+        except REDIS_DOWN as exc:
+            if keep_on_outage:
+                for stream, ids in acks.items():
+                    self._unacked.setdefault(stream, []).extend(ids)
+                return
+            replies = [exc] * len(batches)
+        for (stream, ids, _), reply in zip(batches, replies, strict=True):
+            self._acked(stream, ids, reply)
 
     async def _handle(self, delivery: Delivery) -> Outcome:
         async with self._concurrency:
@@ -345,8 +461,9 @@ class Worker:
             redis=self._redis,
             names=self._names,
             state=self._state,
-            log=logging.LoggerAdapter(logging.getLogger(f"hookbus.{self.group}"), extra),
+            log=logging.LoggerAdapter(self._handler_log, extra),
         )
+        duration_metric, acked_metric, latency_metric = self._metrics_for(event.type)
         started = time.perf_counter()
         try:
             await handler(event, ctx)
@@ -355,26 +472,45 @@ class Worker:
         except Exception as exc:  # any other failure is transient: retried with backoff
             return await self._failed(delivery, event.type, exc, extra)
         finally:
-            metrics.HANDLER_DURATION.labels(self.group, event.type).observe(time.perf_counter() - started)
-        duration = round(time.perf_counter() - started, 6)
-        metrics.MESSAGES_HANDLED.labels(self.group, event.type, Outcome.ACKED.value).inc()
+            elapsed = time.perf_counter() - started
+            duration_metric.observe(elapsed)
+        duration = round(elapsed, 6)
+        acked_metric.inc()
+        now = self._clock()
+        record = {
+            "at": int(now * 1000),
+            "step": "acked",
+            "group": self.group,
+            "consumer": self.name,
+            "attempt": delivery.delivery_count,
+            "duration_s": duration,
+        }
+        if ctx.notes:
+            record["notes"] = ctx.notes
+        # The same record as trace.record("acked", …) builds, without its generic filtering (once per delivery).
         self._acked_traces[(delivery.stream, delivery.entry_id)] = (
             self._names.trace(event.source, event.id),
-            trace.record(
-                "acked",
-                int(self._clock() * 1000),
-                group=self.group,
-                consumer=self.name,
-                attempt=delivery.delivery_count,
-                duration_s=duration,
-                notes=ctx.notes or None,
-            ),
+            orjson.dumps(record),
         )
         if received := event.extensions.get("receivedtime"):
             with contextlib.suppress(ValueError):
-                metrics.EVENT_LATENCY.labels(self.group, event.type).observe(self._clock() - to_unix_s(received))
-        log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration, **ctx.notes})
+                latency_metric.observe(now - to_unix_s(received))
+        # Success is the common case: its line is DEBUG (the event's trace and the metrics record it); every other
+        # outcome logs at INFO or above.
+        if self._debug:
+            log.debug("handled", extra=extra | {"outcome": "acked", "duration_s": duration, **ctx.notes})
         return Outcome.ACKED
+
+    def _metrics_for(self, event_type: str) -> tuple[Any, Any, Any]:
+        """The handler-duration, acked and latency metric children of ``event_type`` (labels() looked up once)."""
+        children = self._type_metrics.get(event_type)
+        if children is None:
+            children = self._type_metrics[event_type] = (
+                metrics.HANDLER_DURATION.labels(self.group, event_type),
+                metrics.MESSAGES_HANDLED.labels(self.group, event_type, Outcome.ACKED.value),
+                metrics.EVENT_LATENCY.labels(self.group, event_type),
+            )
+        return children
 
     async def _failed(self, delivery: Delivery, event_type: str, exc: Exception, extra: dict[str, Any]) -> Outcome:
         """Record when to retry, or dead-letter once the attempts are used up."""
@@ -577,12 +713,14 @@ class Worker:
         for entry, raw in zip(pending, records, strict=True):
             if (stream, entry.entry_id) in self._inflight:
                 continue
-            # A recorded failure is due once its retry time has come, unless the entry was delivered again since
-            # (someone is retrying it now). Anything else is reclaimed only after the visibility timeout.
             ready = entry.idle_ms >= self._visibility_ms
-            if raw is not None and not ready:
+            if raw is not None:
+                # A recorded failure waits for its retry time, however long (a Retry-After may exceed the visibility
+                # timeout). Once due, it is ready unless it was delivered again since (someone is retrying it now);
+                # such a redelivery counts as in flight, reclaimed only after the visibility timeout.
                 retry_at_ms = orjson.loads(raw)["retry_at_ms"]
-                ready = now_ms - entry.idle_ms < retry_at_ms <= now_ms
+                redelivered = now_ms - entry.idle_ms >= retry_at_ms
+                ready = now_ms >= retry_at_ms and (not redelivered or ready)
             if ready:
                 due[entry.entry_id] = entry
         if not due:

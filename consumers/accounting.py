@@ -5,7 +5,9 @@
   ``requestid`` is derived from the payment, so concurrent or retried attempts are deduplicated by QuickBooks itself;
   a record in Redis (``{prefix}:state:accounting:sales_receipt:{payment}``) skips the call for events that arrive
   later than QuickBooks remembers request ids.
-- ``payment.refunded`` carries the charge's *cumulative* ``amount_refunded`` (shared case 020). Under a per-charge
+- ``payment.refunded`` carries the charge's *cumulative* ``amount_refunded`` (shared case 020). A refund follows its
+  payment: skipped if the payment was skipped by the rules below, retried (``NotReady``) until the payment is booked
+  — and dead-lettered after the last attempt if it never is (a payment from before hookbus). Under a per-charge
   lock, the handler books ``amount_refunded - booked`` when positive and then raises ``booked``; an older event that
   arrives late books nothing. The refund receipt's ``requestid`` is derived from (charge, cumulative amount), so a
   crash between the QuickBooks call and the bookkeeping cannot book twice.
@@ -14,7 +16,10 @@
 Settings (environment, or ``*_FILE`` for secrets):
 
 - ``QUICKBOOKS_BASE_URL`` (default ``https://quickbooks.api.intuit.com``; the sandbox in ``hookbus dev``),
-  ``QUICKBOOKS_REALM_ID``, ``QUICKBOOKS_ACCESS_TOKEN``, ``QUICKBOOKS_TIMEOUT_S``.
+  ``QUICKBOOKS_REALM_ID``, ``QUICKBOOKS_TIMEOUT_S``, and either ``QUICKBOOKS_REFRESH_TOKEN`` +
+  ``QUICKBOOKS_CLIENT_ID`` + ``QUICKBOOKS_CLIENT_SECRET`` (OAuth 2.0 refresh grant at ``QUICKBOOKS_TOKEN_URL``; the
+  token set is shared in Redis under ``{prefix}:state:accounting:oauth:quickbooks``, see docs/oauth.md) or a fixed
+  ``QUICKBOOKS_ACCESS_TOKEN`` (sandboxes, short tests: it expires after an hour). The refresh token wins if both.
 - ``ACCOUNTING_MIN_AMOUNT``: e.g. ``"100.00 USD"``: payments in that currency below it are skipped (other currencies
   are booked). Empty (the default) books everything.
 - ``ACCOUNTING_INVOICES_ONLY``: ``true`` books only payments of Stripe invoices. Off by default.
@@ -29,16 +34,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from bus import Consumer, Context, Event
 from bus.config import BusSettings
 from bus.consumer import Lifespan, Resources
-from bus.errors import ConfigError, PermanentError
+from bus.errors import ConfigError, NotReady, PermanentError
 from bus.locks import held
 from bus.money import normalize_currency, to_decimal
 
-from .clients.quickbooks import QuickBooksClient, RefundReceipt, SalesReceipt
+from .clients.quickbooks import INTUIT_TOKEN_URL, QuickBooksClient, RefundReceipt, SalesReceipt, intuit_tokens
 
 #: How long (seconds) the record of a booked payment is kept: far longer than Stripe retries (3 days).
 BOOKED_TTL_S = 90 * 24 * 3600
@@ -47,7 +52,11 @@ BOOKED_TTL_S = 90 * 24 * 3600
 class AccountingSettings(BusSettings):
     quickbooks_base_url: str = "https://quickbooks.api.intuit.com"
     quickbooks_realm_id: str
-    quickbooks_access_token: str
+    quickbooks_access_token: str = Field("", repr=False)
+    quickbooks_refresh_token: str = Field("", repr=False)
+    quickbooks_client_id: str = ""
+    quickbooks_client_secret: str = Field("", repr=False)
+    quickbooks_token_url: str = INTUIT_TOKEN_URL
     quickbooks_timeout_s: float = 10.0
     accounting_min_amount: str = ""
     accounting_invoices_only: bool = False
@@ -80,10 +89,30 @@ def make_lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(resources: Resources) -> AsyncIterator[Mapping[str, Any]]:
         config = settings or AccountingSettings()  # type: ignore[call-arg]  # required fields come from the env
+        tokens = None
+        if config.quickbooks_refresh_token:
+            if not (config.quickbooks_client_id and config.quickbooks_client_secret):
+                raise ConfigError("QUICKBOOKS_REFRESH_TOKEN needs QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET")
+            tokens = intuit_tokens(
+                client_id=config.quickbooks_client_id,
+                client_secret=config.quickbooks_client_secret,
+                refresh_token=config.quickbooks_refresh_token,
+                token_url=config.quickbooks_token_url,
+                redis=resources.redis,
+                key=resources.names.state("accounting", "oauth:quickbooks"),
+                timeout_s=config.quickbooks_timeout_s,
+                transport=transport,
+            )
+        elif not config.quickbooks_access_token:
+            raise ConfigError(
+                "QuickBooks: set QUICKBOOKS_REFRESH_TOKEN, QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET "
+                "(or a fixed QUICKBOOKS_ACCESS_TOKEN)"
+            )
         async with QuickBooksClient(
             base_url=config.quickbooks_base_url,
             realm_id=config.quickbooks_realm_id,
             access_token=config.quickbooks_access_token,
+            tokens=tokens,
             timeout_s=config.quickbooks_timeout_s,
             transport=transport,
             limiter=resources.limiter,
@@ -103,6 +132,8 @@ consumer = Consumer("accounting", lifespan=make_lifespan())
 def skip_reason(data: Mapping[str, Any], amount: Decimal, currency: str, state: Mapping[str, Any]) -> str | None:
     """Why a payment is not booked under the configured rules, or None to book it."""
     settings: AccountingSettings = state["settings"]
+    if amount == 0:
+        return "zero amount"
     if settings.accounting_invoices_only and not data.get("invoice_id"):
         return "not an invoice payment (ACCOUNTING_INVOICES_ONLY)"
     minimum = state["min_amount"]
@@ -125,8 +156,14 @@ async def book_sales_receipt(event: Event, ctx: Context) -> None:
     amount = to_decimal(data["amount"], currency)
     reason = skip_reason(data, amount, currency, ctx.state)
     if reason:
-        ctx.log.info("payment skipped", extra={"outcome": "skipped", "why": reason})
+        # Remembered so that refunds of this payment are skipped too.
+        await ctx.redis.set(ctx.names.state(ctx.group, f"skipped:{payment_id}"), reason, ex=BOOKED_TTL_S)
+        ctx.note(skipped=reason)
         return
+    if data.get("stripe_object") == "invoice" and payment_id == data.get("invoice_id"):
+        # Stripe API 2025-03-31 and later no longer link an invoice to its PaymentIntent in the webhook, so this
+        # payment cannot be matched with a payment_intent.succeeded for it (see README, "Stripe events").
+        ctx.log.warning("invoice.paid without a PaymentIntent: booked under the invoice id", extra={})
     booked_key = ctx.names.state(ctx.group, f"sales_receipt:{payment_id}")
     if existing := await ctx.redis.get(booked_key):
         ctx.note(quickbooks_sales_receipt=existing.decode(), already_booked="yes")
@@ -145,7 +182,7 @@ async def book_sales_receipt(event: Event, ctx: Context) -> None:
     await ctx.redis.set(booked_key, created.id, ex=BOOKED_TTL_S)
     ctx.note(quickbooks_sales_receipt=created.id)
     ctx.log.info(
-        "sales receipt created", extra={"downstream_id": created.id, "amount": str(amount), "currency": currency}
+        "sales receipt booked", extra={"downstream_id": created.id, "amount": str(amount), "currency": currency}
     )
 
 
@@ -157,6 +194,14 @@ async def book_refund_receipt(event: Event, ctx: Context) -> None:
     currency = normalize_currency(data["currency"])
     cumulative = int(data["amount_refunded"])
     to_decimal(cumulative, currency)  # an unknown currency is dead-lettered before anything is booked
+    payment_id = data.get("payment_id") or charge_id
+    if skipped := await ctx.redis.get(ctx.names.state(ctx.group, f"skipped:{payment_id}")):
+        ctx.note(skipped=f"its payment was not booked: {skipped.decode()}")
+        return
+    if not await ctx.redis.exists(ctx.names.state(ctx.group, f"sales_receipt:{payment_id}")):
+        # Out of order (the refund before its payment), or a payment hookbus never saw: retried shortly, and
+        # dead-lettered after the last attempt so someone looks at it.
+        raise NotReady(f"payment {payment_id} is not booked (yet)")
     booked_key = ctx.names.state(ctx.group, f"refunded:{charge_id}")
     async with held(ctx.redis, ctx.names.state(ctx.group, f"lock:refund:{charge_id}")):
         booked = int(await ctx.redis.get(booked_key) or 0)
@@ -181,7 +226,7 @@ async def book_refund_receipt(event: Event, ctx: Context) -> None:
         await ctx.redis.set(booked_key, cumulative, ex=BOOKED_TTL_S)
         ctx.note(quickbooks_refund_receipt=created.id)
     ctx.log.info(
-        "refund receipt created",
+        "refund receipt booked",
         extra={"downstream_id": created.id, "amount": str(receipt.amount), "currency": currency},
     )
 

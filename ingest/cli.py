@@ -10,6 +10,7 @@ from bus.logs import configure
 
 from .config import IngestSettings
 from .senders import SENDERS
+from .sources import configured_sources
 
 
 @click.command()
@@ -20,6 +21,16 @@ def ingest(host: str, port: int, workers: int) -> None:
     """Run the webhook ingest service (uvicorn + Starlette) until SIGTERM/SIGINT."""
     settings = IngestSettings()
     configure(settings.hookbus_log_level)
+    # Check the configuration here, where a mistake is one clear line, not a traceback from inside uvicorn.
+    try:
+        sources = configured_sources()
+    except ValueError as exc:
+        raise click.ClickException(f"invalid source configuration: {exc}") from exc
+    if not sources:
+        raise click.ClickException(
+            "no webhook source is configured: set STRIPE_WEBHOOK_SECRET (or another source's secret, see README)"
+        )
+    click.echo(f"sources: {', '.join(sorted(sources))}", err=True)
     uvicorn.run(
         "ingest.app:create_app",
         factory=True,

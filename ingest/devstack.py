@@ -102,6 +102,8 @@ class DevStack:
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             preexec_fn=_die_with_parent,
+            # Its own session: Ctrl-C reaches only this process, which then stops the children in order.
+            start_new_session=True,
         )
         if out is not None:
             out.close()
@@ -145,8 +147,17 @@ class DevStack:
 
 @contextlib.contextmanager
 def running(stack: DevStack, workers: Mapping[str, int | None]) -> Iterator[DevStack]:
+    """Start the stack, stop it on exit. SIGTERM is handled like Ctrl-C (KeyboardInterrupt), so it stops too."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         stack.start(workers)
         yield stack
     finally:
-        stack.stop()
+        try:
+            stack.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -10,8 +10,10 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from .booking_senders import CalcomSender, CalendlySender, GoogleCalendarSender
 from .config import StripeSettings
 from .demo.base import Webhook
+from .lead_senders import FormSender, InventorySender, ShopifySender, StandardSender
 from .sources import stripe_samples
 from .sources.stripe import signature_header
 
@@ -52,4 +54,11 @@ class StripeSender:
 #: source name → its sender. Add a source's sender with one line here.
 SENDERS: dict[str, Sender] = {
     "stripe": StripeSender(),
+    "forms": FormSender(),
+    "shopify": ShopifySender(),
+    "inventory": InventorySender(),
+    "standard": StandardSender(),
+    "calendly": CalendlySender(),
+    "calcom": CalcomSender(),
+    "google-calendar": GoogleCalendarSender(),
 }

@@ -658,8 +658,13 @@ async def test_replay_history_to_one_group(valkey, redis, names) -> None:  # typ
         assert "already at or before that position" in out
         assert (await group_info(redis, stream, "billing"))["last-delivered-id"].decode() == id_c
 
-        # A group that reads nothing: nothing to rewind, not an error.
-        assert "already at or before" in ok(await hookbus(valkey.url, "replay", "nobody", "--from", "0"))
+        # An unknown group is a typo, not a no-op.
+        assert "no consumer group named 'nobody'" in failed(
+            await hookbus(valkey.url, "replay", "nobody", "--from", "0"), 1
+        )
+        assert "no consumer group named 'nobdy'" in failed(
+            await hookbus(valkey.url, "dlq", "replay", "nobdy", "--all"), 1
+        )
         await anyio.sleep(SETTLE_S)
         assert len(HANDLED["billing"]) == 9
 

@@ -118,11 +118,16 @@ def refund(event_id: str, amount_refunded: int, *, refunded: bool = False) -> by
     )
 
 
+PAYMENT = samples.payment_intent_succeeded(
+    amount=5000, currency="usd", payment_intent_id="pi_hb_0001", charge_id="ch_hb_0001"
+)
+
+
 async def refunds_booked(redis, names, bodies: list[bytes]) -> list[Decimal]:  # type: ignore[no-untyped-def]
     sandbox = QuickBooksSandbox()
     async with ingest_client(ingest_app(redis)) as client:
         async with running_worker(accounting_consumer(sandbox), redis, names):
-            for body in bodies:
+            for body in [PAYMENT, *bodies]:
                 await deliver(client, body)
                 await drained(redis, names)  # in the order given, like Stripe's deliveries spread over time
     return [Decimal(str(r["TotalAmt"])) for r in (await sandbox.objects())["refundreceipts"]]
@@ -148,7 +153,7 @@ async def test_case_020_full_refund_totals_the_charge(redis, names) -> None:  # 
 async def test_concurrent_refunds_of_one_charge_are_serialized(redis, names) -> None:  # type: ignore[no-untyped-def]
     sandbox = QuickBooksSandbox()
     async with ingest_client(ingest_app(redis)) as client:
-        for body in (refund("evt_R1", 1000), refund("evt_R2", 1500), refund("evt_R3", 5000)):
+        for body in (PAYMENT, refund("evt_R1", 1000), refund("evt_R2", 1500), refund("evt_R3", 5000)):
             await deliver(client, body)
         async with running_worker(accounting_consumer(sandbox), redis, names):
             await drained(redis, names)
@@ -194,3 +199,46 @@ async def test_downstream_429_is_retried_after_retry_after(redis, names) -> None
             await drained(redis, names)
     assert len((await sandbox.objects())["salesreceipts"]) == 1
     assert worker.counts["retry"] == 1 and worker.counts["acked"] == 1
+
+
+async def test_a_refund_before_its_payment_waits_for_it(redis, names) -> None:  # type: ignore[no-untyped-def]
+    sandbox = QuickBooksSandbox()
+    async with ingest_client(ingest_app(redis)) as client:
+        async with running_worker(accounting_consumer(sandbox), redis, names, claim_interval_s=0.05):
+            await deliver(client, refund("evt_R1", 1000))
+            await wait_until(lambda: _has_retry(redis, names), what="the refund to wait for its payment")
+            assert (await sandbox.objects())["refundreceipts"] == []
+            await deliver(client, PAYMENT)
+            await drained(redis, names)
+    objects = await sandbox.objects()
+    assert [Decimal(str(r["TotalAmt"])) for r in objects["salesreceipts"]] == [Decimal("50.00")]
+    assert [Decimal(str(r["TotalAmt"])) for r in objects["refundreceipts"]] == [Decimal("10.00")]
+
+
+async def _has_retry(redis, names) -> bool:  # type: ignore[no-untyped-def]
+    return bool(await redis.hlen(names.retry("accounting")))
+
+
+async def test_refunds_of_skipped_payments_are_skipped(redis, names) -> None:  # type: ignore[no-untyped-def]
+    sandbox = QuickBooksSandbox()
+    consumer = accounting_consumer(sandbox, accounting_min_amount="100.00 USD")
+    small = samples.payment_intent_succeeded(amount=500, currency="usd", payment_intent_id="pi_small", charge_id="ch_s")
+    small_refund = samples.charge_refunded(
+        charge_id="ch_s", payment_intent_id="pi_small", amount=500, amount_refunded=500, currency="usd"
+    )
+    async with ingest_client(ingest_app(redis)) as client:
+        async with running_worker(consumer, redis, names):
+            await deliver(client, small)
+            await drained(redis, names)
+            await deliver(client, small_refund)
+            await drained(redis, names)
+    assert await sandbox.objects() == {"salesreceipts": [], "refundreceipts": []}
+
+
+async def test_zero_amount_payments_are_not_booked(redis, names) -> None:  # type: ignore[no-untyped-def]
+    sandbox = QuickBooksSandbox()
+    async with ingest_client(ingest_app(redis)) as client:
+        async with running_worker(accounting_consumer(sandbox), redis, names):
+            await deliver(client, samples.payment_intent_succeeded(amount=0, currency="usd"))
+            await drained(redis, names)
+    assert (await sandbox.objects())["salesreceipts"] == []

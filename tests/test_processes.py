@@ -354,15 +354,56 @@ def run_demo(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
     return json.loads(json_lines[-1])
 
 
+#: What each demo scenario posts: (received, accepted, rejected, duplicates, unhandled types, events published).
+DEMO_INGEST: dict[str, tuple[int, int, int, int, int, dict[str, int]]] = {
+    "payments": (10, 7, 1, 1, 1, {"payment.refunded": 1, "payment.succeeded": 6}),
+    # leads: the honeypot hit and an unmapped webinar type are "unhandled types" (200, nothing published).
+    "leads": (7, 4, 1, 0, 2, {"lead.created": 4}),
+    "inventory": (9, 6, 1, 1, 1, {"inventory.level_changed": 6}),
+    # bookings: a duplicate and a Google retry dropped; a forged Cal.com delivery and a wrong channel token rejected;
+    # the sync handshake acknowledged and ignored.
+    "bookings": (
+        11,
+        6,
+        2,
+        2,
+        1,
+        {"booking.cancelled": 1, "booking.created": 3, "booking.rescheduled": 1, "calendar.sync_requested": 1},
+    ),
+}
+
+
 def check_demo_summary(summary: dict[str, Any]) -> None:
-    assert summary["webhooks_received"] == 10
-    assert summary["webhooks_accepted"] == 7
-    assert summary["webhooks_rejected"] == 1
-    assert summary["duplicates_dropped"] == 1
-    assert summary["unhandled_types"] == 1
-    assert summary["events_published"] == {"payment.refunded": 1, "payment.succeeded": 6}
+    totals = [sum(counts[i] for counts in DEMO_INGEST.values()) for i in range(5)]
+    assert summary["webhooks_received"] == totals[0]
+    assert summary["webhooks_accepted"] == totals[1]
+    assert summary["webhooks_rejected"] == totals[2]
+    assert summary["duplicates_dropped"] == totals[3]
+    assert summary["unhandled_types"] == totals[4]
+    assert summary["events_published"] == {k: v for counts in DEMO_INGEST.values() for k, v in counts[5].items()}
     assert sorted(summary["sales_receipts"]) == sorted(["19.99 USD", "45.00 EUR", "1500 JPY", "12.345 KWD"])
     assert summary["refund_receipts"] == ["5.00 USD"]
+    # leads: the same person twice (letter case, two forms) is one contact; one follow-up per contact.
+    contacts = sorted(c["email"].lower() for c in summary["hubspot_contacts"])
+    assert contacts == ["alex.kim@webinar.example", "pat@example.com", "sam@lee.example"]
+    assert sorted(e.lower() for e in summary["hubspot_sequence_enrollments"]) == contacts
+    # inventory: 12 → 9 → 7 is one low-stock episode: one order; the roastery (no API) gets one alert e-mail.
+    assert [o.split()[1:4] for o in summary["purchase_orders"]] == [["48", "×", "AC-MUG-11"]]
+    assert len(summary["reorder_alerts"]) == 1
+    assert summary["reorder_alerts"][0].startswith("to buyer@shop.example: Reorder needed: BEANS-1KG at main")
+    # bookings: 09:00 Berlin on the day CEST ends; Sam moved a day; a lunch added in the Calendar UI reached hookbus
+    # through one incremental sync. Jo's cancellation may overtake her booking (then nothing is created or sent).
+    assert summary["calendar_events"] == [
+        "2026-10-25 09:00 CET  Consultation: Pat Lee  [anna@example.com]",
+        "2026-10-26 12:00 CET  Team lunch (added in Google Calendar)  [anna@example.com]",
+        "2026-11-03 11:00 EST  Consultation: Sam Rivera  [ben@example.com]",
+    ]
+    assert {
+        "+12125550142: Hi Pat, your Consultation with Anna is confirmed for Sun Oct 25, 4:00 AM EDT.",
+        "+13125550199: Hi Sam, your Consultation with Ben has moved to Tue Nov 3, 10:00 AM CST.",
+    } <= set(summary["sms_sent"])
+    assert len([m for m in summary["sms_sent"] if m.startswith("+447700900123")]) in (0, 2)
+    assert (summary["calendar_full_syncs"], summary["calendar_incremental_syncs"]) == (1, 1)
 
 
 def test_demo_with_bundled_valkey_and_with_redis_url(

@@ -164,8 +164,10 @@ def test_four_worker_processes_share_one_limit_of_20_per_second(valkey, subproce
                 f"\nrate limit: {events} calls from 4 processes in {span:.1f} s; busiest 1-s window {busiest} "
                 f"(limit 20 + burst 1); throttled {throttled:.0f}"
             )
-            assert busiest <= 21
-            assert span >= (events - 1) / 20 * 0.95  # the limit, not the workers, set the pace
+            # The limiter grants at most 20 + burst 1 per second; arrivals at the stand-in also carry each sender's
+            # scheduling delay (ms, more on a loaded machine), which can shift one request into a neighbouring window.
+            assert busiest <= 21 + 1
+            assert (events - 1) / span <= 20 * 1.02  # and over the whole run, the limit sets the pace
             assert throttled > 0
         finally:
             for proc in procs:

@@ -519,3 +519,19 @@ async def test_entries_waiting_for_a_slot_or_for_the_ack_keep_their_lease(redis,
     assert sorted(rec.ids()) == [f"evt_{n}" for n in range(6)]
     assert {c[1] for c in rec.calls} == {1}
     assert worker.counts["reclaimed"] == 0
+
+
+async def test_a_retry_after_longer_than_the_visibility_timeout_is_honoured(redis, names) -> None:  # type: ignore[no-untyped-def]
+    rec = Recorder()
+
+    async def throttled(event: Event, ctx: Context) -> None:
+        if ctx.delivery_count == 1:
+            raise RetryLater("429", delay=1.5)
+
+    rec.behaviour = throttled
+    await ensure_groups(redis, names, [rec.consumer])
+    async with running_worker(rec.consumer, redis, names, claim_interval_s=0.05, visibility_timeout_s=0.5):
+        await Publisher(redis, names).publish([event(1)])
+        await settled(redis, names, "work")
+    assert [c[1] for c in rec.calls] == [1, 2]
+    assert rec.calls[1][2] - rec.calls[0][2] >= 1.5

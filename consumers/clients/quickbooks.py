@@ -9,6 +9,10 @@ Requests::
     POST {base_url}/v3/company/{realm_id}/refundreceipt?requestid={request_id}&minorversion=75
     Authorization: Bearer <access token>      Accept: application/json      Content-Type: application/json
 
+The bearer token is a fixed access token (a sandbox, a short test), or comes from the OAuth 2.0 refresh-token grant
+at Intuit's token endpoint (:func:`intuit_tokens`, :mod:`consumers.clients.oauth`): access tokens live one hour and
+are renewed before they expire, the refresh token rotates and the newest one is kept in Redis for every process.
+
 ``base_url`` is ``https://quickbooks.api.intuit.com`` (production) or ``https://sandbox-quickbooks.api.intuit.com``
 (Intuit's developer sandbox), or the local stand-in in :mod:`consumers.sandboxes.quickbooks`.
 
@@ -24,6 +28,8 @@ Failures map to the worker's exceptions (:mod:`bus.errors`):
 
 ====================================  ===========================================================================
 400 (``ValidationFault`` …)           :class:`QuickBooksValidationError` (``PermanentError``): dead-letter
+401                                   with a refresh token: refreshed and the request sent once more; a second
+                                      401 (or any 401 with a fixed token) is :class:`QuickBooksAuthError`
 401, 403                              :class:`QuickBooksAuthError` (``RetryLater``): the token may be refreshed
 408, 429, 5xx                         ``RetryLater`` with ``delay`` from ``Retry-After`` (seconds or HTTP-date)
 other 4xx                             ``PermanentError``
@@ -53,7 +59,10 @@ from bus.money import json_number, normalize_currency
 from bus.ratelimit import Limiter
 from bus.retry_after import retry_after_delay
 
+from .oauth import BearerAuth, RefreshingToken, StaticToken, TokenSource
+
 __all__ = [
+    "INTUIT_TOKEN_URL",
     "MINOR_VERSION",
     "CreatedObject",
     "QuickBooksAuthError",
@@ -62,6 +71,7 @@ __all__ = [
     "RefundReceipt",
     "SalesReceipt",
     "dumps",
+    "intuit_tokens",
     "loads",
 ]
 
@@ -70,6 +80,37 @@ __all__ = [
 MINOR_VERSION = "75"
 
 _RETRYABLE_STATUSES = frozenset({408, 429})
+
+#: Intuit's OAuth 2.0 token endpoint (https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-
+#: authorization/oauth-2.0), the same for production and Intuit's developer sandbox.
+INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+
+
+def intuit_tokens(
+    *,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    token_url: str = INTUIT_TOKEN_URL,
+    redis: Any = None,
+    key: str = "",
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RefreshingToken:
+    """Access tokens from Intuit's refresh-token grant (HTTP Basic client authentication; refresh tokens rotate),
+    shared through ``redis`` under ``key``. See :class:`consumers.clients.oauth.RefreshingToken`."""
+    return RefreshingToken(
+        api="quickbooks",
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        refresh_token=refresh_token,
+        auth_method="client_secret_basic",
+        redis=redis,
+        key=key,
+        timeout_s=timeout_s,
+        transport=transport,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- JSON helpers
@@ -187,9 +228,10 @@ class QuickBooksValidationError(PermanentError):
 
 
 class QuickBooksAuthError(RetryLater):
-    """HTTP 401/403 from QuickBooks. Retried rather than dead-lettered: access tokens expire after an hour and the
-    token may have been refreshed by the next attempt (``QuickBooksClient.set_access_token``). A 403 that persists
-    (missing scope, lapsed subscription) ends in the dead-letter stream after the last delivery."""
+    """HTTP 401/403 from QuickBooks (a 401 only after the refresh and second attempt that a refresh token allows).
+    Retried rather than dead-lettered: the token may have been renewed by the next attempt (by another process, or
+    ``QuickBooksClient.set_access_token``). A 403 that persists (missing scope, lapsed subscription) ends in the
+    dead-letter stream after the last delivery."""
 
 
 def _fault(body: object) -> tuple[str | None, list[dict[str, Any]]]:
@@ -220,10 +262,11 @@ def _describe(fault_type: str | None, errors: list[dict[str, Any]]) -> str:
 class QuickBooksClient:
     """QuickBooks Online Accounting API client for one company (``realm_id``).
 
-    ``base_url``: API root without ``/v3`` (e.g. ``https://quickbooks.api.intuit.com``); ``access_token``: OAuth 2.0
-    bearer token (never logged; replace it with :meth:`set_access_token` after a refresh); ``timeout_s``: seconds
-    for connect, read, write and pool each; ``transport``: an httpx transport for tests (``httpx.ASGITransport``,
-    ``httpx.MockTransport``). Use ``async with QuickBooksClient(...) as qbo:`` or call :meth:`aclose`.
+    ``base_url``: API root without ``/v3`` (e.g. ``https://quickbooks.api.intuit.com``); ``access_token``: a fixed
+    OAuth 2.0 bearer token (never logged; replace it with :meth:`set_access_token`), or ``tokens``: where tokens come
+    from (:func:`intuit_tokens`; the client closes it); ``timeout_s``: seconds for connect, read, write and pool each;
+    ``transport``: an httpx transport for tests (``httpx.ASGITransport``, ``httpx.MockTransport``). Use
+    ``async with QuickBooksClient(...) as qbo:`` or call :meth:`aclose`.
     """
 
     def __init__(
@@ -231,7 +274,8 @@ class QuickBooksClient:
         *,
         base_url: str,
         realm_id: str,
-        access_token: str,
+        access_token: str = "",
+        tokens: TokenSource | None = None,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: Limiter | None = None,
@@ -239,8 +283,10 @@ class QuickBooksClient:
         if not realm_id:
             raise ValueError("realm_id is required")
         self.realm_id = realm_id
-        self._access_token = access_token
+        self._tokens: list[TokenSource] = [tokens or StaticToken(access_token)]
+        self._auth = BearerAuth(self._tokens[0])
         self._http = httpx.AsyncClient(
+            auth=self._auth,
             base_url=base_url.rstrip("/"),
             timeout=timeout_s,
             # The rate limit is per realm (500/min, 10 concurrent), shared with every other process through Redis.
@@ -252,8 +298,9 @@ class QuickBooksClient:
         return f"QuickBooksClient(base_url={str(self._http.base_url)!r}, realm_id={self.realm_id!r})"
 
     def set_access_token(self, access_token: str) -> None:
-        """Use a new bearer token from the next request on (after an OAuth 2.0 refresh)."""
-        self._access_token = access_token
+        """Use this fixed bearer token from the next request on (instead of the token source given so far)."""
+        self._tokens.append(StaticToken(access_token))
+        self._auth.tokens = self._tokens[-1]
 
     async def __aenter__(self) -> QuickBooksClient:
         return self
@@ -264,8 +311,10 @@ class QuickBooksClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the token source's)."""
         await self._http.aclose()
+        for tokens in self._tokens:
+            await tokens.aclose()
 
     async def create_sales_receipt(self, receipt: SalesReceipt, *, request_id: str) -> CreatedObject:
         """Create a SalesReceipt (``POST /v3/company/{realm}/salesreceipt``); idempotent per ``request_id``."""
@@ -288,7 +337,6 @@ class QuickBooksClient:
                 url,
                 params={"requestid": request_id, "minorversion": MINOR_VERSION},
                 content=content,
-                headers={"Authorization": f"Bearer {self._access_token}"},
             )
         except httpx.TransportError as exc:  # includes httpx.TimeoutException
             raise RetryLater(f"quickbooks_transport_error: {type(exc).__name__}: {exc}") from exc

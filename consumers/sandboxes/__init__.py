@@ -14,11 +14,16 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from . import quickbooks
+from . import email, google_calendar, hubspot, quickbooks, supplier, twilio
 
 #: name → factory of the stand-in's Starlette app. Add a stand-in with one line here.
 SANDBOXES: dict[str, Callable[[], Starlette]] = {
     "quickbooks": quickbooks.create_app,
+    "hubspot": hubspot.create_app,
+    "supplier": supplier.create_app,
+    "email": email.create_app,
+    "google-calendar": google_calendar.create_app,
+    "twilio": twilio.create_app,
 }
 
 

@@ -6,7 +6,8 @@ https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/
 
 ``POST /v3/company/{realm}/salesreceipt?requestid=…`` and ``POST /v3/company/{realm}/refundreceipt?requestid=…``
     - 401 with a QuickBooks-shaped ``AUTHENTICATION`` fault (lower-case keys and a ``WWW-Authenticate`` header, as
-      the real API sends) unless ``Authorization: Bearer <access_token>`` matches ``create_app(access_token=…)``;
+      the real API sends) unless ``Authorization: Bearer <token>`` holds ``create_app(access_token=…)`` or the access
+      token last issued by the token endpoint (and the token has not been expired by ``/_sandbox/expire-token``);
     - 400 ``ValidationFault`` when the body is not a JSON object, ``Line`` is missing or empty, a line's
       ``DetailType`` is not ``SalesItemLineDetail``, a line's ``Amount`` is missing, not a number or negative,
       ``CurrencyRef.value`` is missing, ``TxnDate`` is not ``YYYY-MM-DD``, ``DocNumber`` is longer than 21
@@ -17,9 +18,20 @@ https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/
     - a created object gets a sequential string ``Id`` (per realm), ``SyncToken "0"``, ``TotalAmt``,
       ``MetaData.CreateTime``/``LastUpdatedTime``; the response is ``{"SalesReceipt": {...}, "time": "..."}``.
 
-What it does not do: OAuth (one fixed bearer token, any realm), other entities or operations (read, update, query,
-batch, void), customers, items, accounts or tax (``ItemRef``, ``DepositToAccountRef`` … are accepted as given),
-multicurrency rules, exchange rates, rounding to the currency's decimals, line types other than
+``POST /oauth2/v1/tokens/bearer`` — Intuit's OAuth 2.0 token endpoint, refresh grant only
+    (https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0):
+    HTTP Basic client authentication with ``create_app(client_id=…, client_secret=…)`` (401 ``invalid_client``
+    otherwise), form ``grant_type=refresh_token&refresh_token=…`` (400 ``unsupported_grant_type`` /
+    ``invalid_grant`` unless it is the current refresh token, initially ``create_app(refresh_token=…)``). Answers
+    ``{"access_token", "refresh_token", "expires_in": 3600, "x_refresh_token_expires_in": 8726400,
+    "token_type": "bearer"}`` with a new access token (the previously issued one stops working) and a **rotated**
+    refresh token (the old one answers ``invalid_grant`` from then on) — stricter than Intuit, which may answer the
+    same refresh token for a while, so tests see a rotation on every refresh.
+
+What it does not do: the authorization-code step of OAuth (consent screen, redirect), token expiry by time (tests
+expire tokens explicitly), realms tied to tokens (any realm is accepted), other entities or operations (read,
+update, query, batch, void), customers, items, accounts or tax (``ItemRef``, ``DepositToAccountRef`` … are
+accepted as given), multicurrency rules, exchange rates, rounding to the currency's decimals, line types other than
 ``SalesItemLineDetail``, ``Qty``/``UnitPrice`` checks, request limits, XML, or persistence (all state is in memory).
 It is stricter than QuickBooks in two places: ``CurrencyRef`` is required (QuickBooks defaults to the home
 currency) and ``Amount`` must be a JSON number. Fault ``code`` values imitate QuickBooks' but are not guaranteed.
@@ -36,26 +48,37 @@ Routes for tests and the demo:
 - ``GET /_sandbox/objects`` → ``{"salesreceipts": [...], "refundreceipts": [...]}``, each item
   ``{"Id", "realm", "requestid", "TotalAmt", "body", "raw_body"}`` (``body``: the request as parsed, ``raw_body``:
   the request text exactly as received, e.g. to check that ``"Amount":1500`` was sent, not ``1500.0``).
-- ``POST /_sandbox/reset``: forget all objects, request ids, pending faults and counters.
+- ``POST /_sandbox/reset``: forget all objects, request ids, pending faults and counters (not the OAuth tokens, so a
+  running worker keeps its grant).
+- ``POST /_sandbox/expire-token``: every access token accepted so far (the fixed one and the last issued one) stops
+  working, as an expired token does; a refresh issues a new one. Answers ``{"expired": n}``.
+- ``GET /_sandbox/tokens`` → ``{"refresh_token", "access_tokens": [...], "requests": [...]}``: the current refresh
+  token, the accepted access tokens, and one ``{"grant_type", "refresh_token", "status", "error"}`` per token
+  endpoint request in arrival order (sandbox tokens are not secrets).
 - ``GET /healthz`` → ``{"status": "ok"}``.
 
-Run it: ``python -m consumers.sandboxes.quickbooks --host 127.0.0.1 --port 8765`` (token ``sandbox-token``).
+Run it: ``python -m consumers.sandboxes.quickbooks --host 127.0.0.1 --port 8765`` (access token ``sandbox-token``;
+refresh token ``sandbox-refresh`` with client ``sandbox-client`` / ``sandbox-secret``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import hmac
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,9 +87,23 @@ from starlette.routing import Route
 
 from bus.money import json_number
 
-__all__ = ["DEFAULT_ACCESS_TOKEN", "create_app", "main"]
+__all__ = [
+    "DEFAULT_ACCESS_TOKEN",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_REFRESH_TOKEN",
+    "TOKEN_PATH",
+    "create_app",
+    "main",
+]
 
 DEFAULT_ACCESS_TOKEN = "sandbox-token"
+DEFAULT_REFRESH_TOKEN = "sandbox-refresh"
+DEFAULT_CLIENT_ID = "sandbox-client"
+DEFAULT_CLIENT_SECRET = "sandbox-secret"
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+ACCESS_TOKEN_TTL_S = 3600
+REFRESH_TOKEN_TTL_S = 8726400  # 101 days, as Intuit answers
 
 _ENTITIES = {"salesreceipt": "SalesReceipt", "refundreceipt": "RefundReceipt"}
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -170,6 +207,10 @@ class _Fault:
 @dataclass
 class _State:
     access_token: str
+    refresh_token: str = DEFAULT_REFRESH_TOKEN
+    issued_token: str | None = None  # the access token last issued by the token endpoint
+    expired: set[str] = field(default_factory=set)
+    token_requests: list[dict[str, Any]] = field(default_factory=list)
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in _ENTITIES})
     replies: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (realm, requestid) → first response
     next_id: dict[str, int] = field(default_factory=dict)  # realm → next Id
@@ -292,10 +333,29 @@ async def _delay(request: Request, seconds: float) -> None:
             await watcher
 
 
-def create_app(access_token: str = DEFAULT_ACCESS_TOKEN) -> Starlette:
-    """A fresh, empty QuickBooks stand-in accepting ``Authorization: Bearer {access_token}`` for every realm."""
-    state = _State(access_token=access_token)
-    expected_auth = f"Bearer {access_token}".encode()
+def create_app(
+    access_token: str = DEFAULT_ACCESS_TOKEN,
+    *,
+    refresh_token: str = DEFAULT_REFRESH_TOKEN,
+    client_id: str = DEFAULT_CLIENT_ID,
+    client_secret: str = DEFAULT_CLIENT_SECRET,
+) -> Starlette:
+    """A fresh, empty QuickBooks stand-in accepting ``Authorization: Bearer {access_token}`` (and the tokens its
+    token endpoint issues for ``refresh_token``) for every realm."""
+    state = _State(access_token=access_token, refresh_token=refresh_token)
+    expected_client = f"{client_id}:{client_secret}".encode()
+
+    def accepted_tokens() -> list[str]:
+        tokens = [state.access_token, state.issued_token]
+        return [t for t in tokens if t is not None and t not in state.expired]
+
+    def authorized(auth: str) -> bool:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        # Compare with every accepted token (no early exit), in constant time.
+        matches = [hmac.compare_digest(token.encode(), t.encode()) for t in accepted_tokens()]
+        return any(matches)
 
     async def create(request: Request) -> Response:
         fault = state.take_fault()
@@ -315,7 +375,7 @@ def create_app(access_token: str = DEFAULT_ACCESS_TOKEN) -> Starlette:
         auth = request.headers.get("authorization")
         if auth is None:
             return _auth_fault(401, "Authorization header is missing")
-        if not hmac.compare_digest(auth.encode(), expected_auth):
+        if not authorized(auth):
             return _auth_fault(401, "Token invalid or expired")
 
         request_id = request.query_params.get("requestid")
@@ -399,6 +459,57 @@ def create_app(access_token: str = DEFAULT_ACCESS_TOKEN) -> Starlette:
         state.fault = _Fault(status, count, retry_after, float(delay_s or 0)) if count else None
         return _json({"status": status, "count": count, "retry_after": retry_after, "delay_s": delay_s})
 
+    async def token(request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        entry: dict[str, Any] = {
+            "grant_type": form.get("grant_type"),
+            "refresh_token": form.get("refresh_token"),
+            "status": 200,
+            "error": None,
+        }
+        state.token_requests.append(entry)
+
+        def error(status: int, code: str, headers: dict[str, str] | None = None) -> Response:
+            entry.update(status=status, error=code)
+            return _json({"error": code}, status, headers)
+
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        try:
+            client = base64.b64decode(credentials, validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            client = b""
+        if not hmac.compare_digest(client, expected_client):
+            return error(401, "invalid_client", {"WWW-Authenticate": 'Basic realm="Intuit"'})
+        if form.get("grant_type") != "refresh_token":
+            return error(400, "unsupported_grant_type")
+        if not hmac.compare_digest(form.get("refresh_token", "").encode(), state.refresh_token.encode()):
+            return error(400, "invalid_grant")
+        state.issued_token = f"qb-access-{secrets.token_urlsafe(24)}"
+        state.refresh_token = f"qb-refresh-{secrets.token_urlsafe(24)}"
+        return _json(
+            {
+                "access_token": state.issued_token,
+                "refresh_token": state.refresh_token,
+                "expires_in": ACCESS_TOKEN_TTL_S,
+                "x_refresh_token_expires_in": REFRESH_TOKEN_TTL_S,
+                "token_type": "bearer",
+            }
+        )
+
+    async def expire_token(request: Request) -> Response:
+        expiring = accepted_tokens()
+        state.expired.update(expiring)
+        return _json({"expired": len(expiring)})
+
+    async def tokens(request: Request) -> Response:
+        return _json(
+            {
+                "refresh_token": state.refresh_token,
+                "access_tokens": accepted_tokens(),
+                "requests": state.token_requests,
+            }
+        )
+
     async def objects(request: Request) -> Response:
         return _json({f"{kind}s": items for kind, items in state.objects.items()})
 
@@ -413,6 +524,9 @@ def create_app(access_token: str = DEFAULT_ACCESS_TOKEN) -> Starlette:
         routes=[
             Route("/v3/company/{realm}/salesreceipt", create, methods=["POST"]),
             Route("/v3/company/{realm}/refundreceipt", create, methods=["POST"]),
+            Route(TOKEN_PATH, token, methods=["POST"]),
+            Route("/_sandbox/expire-token", expire_token, methods=["POST"]),
+            Route("/_sandbox/tokens", tokens, methods=["GET"]),
             Route("/_sandbox/faults", set_faults, methods=["POST"]),
             Route("/_sandbox/objects", objects, methods=["GET"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),

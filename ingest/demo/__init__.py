@@ -28,10 +28,13 @@ from bus.status import streams_status
 
 from ..devstack import DevStack, free_port, running
 from .base import Scenario, Webhook
+from .bookings import Bookings
+from .inventory import Inventory
+from .leads import Leads
 from .payments import Payments
 
 #: The scenarios ``hookbus demo`` runs, in order. Add an integration's scenario with one line here.
-SCENARIOS: list[Scenario] = [Payments()]
+SCENARIOS: list[Scenario] = [Payments(), Leads(), Inventory(), Bookings()]
 
 
 def post_all(ingest_url: str, webhooks: list[Webhook]) -> list[tuple[str, int, str]]:
@@ -124,6 +127,14 @@ def demo(as_json: bool, data_dir: Path) -> None:
         extra_env=scenario_env(f"http://127.0.0.1:{sandbox_port}", data_dir),
     )
     workers = dict.fromkeys(w for s in SCENARIOS for w in s.workers)
+    try:
+        _run_demo(stack, workers, as_json)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; every process the demo started was stopped") from None
+    click.echo("\nAll processes stopped.")
+
+
+def _run_demo(stack: DevStack, workers: dict[str, None], as_json: bool) -> None:
     with running(stack, workers):
         click.echo(f"ingest {stack.ingest_url}, sandboxes {stack.sandbox_url}; logs in {stack.log_dir}")
         env = stack.env()
@@ -152,7 +163,6 @@ def demo(as_json: bool, data_dir: Path) -> None:
             click.echo(f"  published {event_type:<24} {n}")
         if as_json:
             click.echo(orjson.dumps(summary).decode())
-    click.echo("\nAll processes stopped.")
 
 
 @click.command()
@@ -181,7 +191,7 @@ def dev(port: int, sandbox_port: int, data_dir: Path) -> None:
             click.echo(f"worker:     {name} (metrics http://127.0.0.1:{metrics_port}/metrics)")
         click.echo(f"sandboxes:  {stack.sandbox_url}/<name>/_sandbox/objects")
         click.echo("\nIn another terminal:")
-        shown = [k for k in stack.extra_env if k.endswith("_SECRET") or k.endswith("_TOKEN")] + ["REDIS_URL"]
+        shown = [k for k in stack.extra_env if k.endswith(("_SECRET", "_TOKEN", "_SIGNING_KEY"))] + ["REDIS_URL"]
         click.echo("  export " + " ".join(f"{k}={env[k]}" for k in sorted(set(shown))))
         click.echo(
             f"  hookbus send stripe payment_intent.succeeded --amount 1999 --currency usd --url {stack.ingest_url}"

@@ -20,9 +20,11 @@ from bus.envelope import Event
 __all__ = [
     "Delivery",
     "PayloadError",
+    "RequestSource",
     "SignatureError",
     "Source",
     "TimestampedSource",
+    "UnsupportedMediaType",
     "header_value",
     "hmac_sha256_hex",
     "matches_any",
@@ -40,6 +42,17 @@ class SignatureError(Exception):
 class PayloadError(Exception):
     """The (verified) body is malformed: not JSON, wrong shape, bad amount or currency (→ HTTP 400)."""
 
+    #: The HTTP status and error code ingest answers with.
+    status_code = 400
+    code = "bad_request"
+
+
+class UnsupportedMediaType(PayloadError):
+    """The body's ``Content-Type`` is not one the source reads (→ HTTP 415), e.g. ``text/plain`` on a form route."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -48,11 +61,14 @@ class Delivery:
     - ``event_id``: the provider's event id (``evt_…`` for Stripe); the dedupe key together with the source name.
     - ``provider_type``: the provider's own event type, e.g. ``"charge.refunded"``.
     - ``events``: the canonical events to publish; an empty tuple means hookbus does not handle this type.
+    - ``dedupe_ttl_s``: how long (seconds) ``event_id`` is remembered; ``None``: ``HOOKBUS_DEDUPE_TTL_S``. A source
+      whose id is a hash of the content (a form post without a sender id) sets a short window here.
     """
 
     event_id: str
     provider_type: str
     events: tuple[Event, ...] = ()
+    dedupe_ttl_s: int | None = None
 
 
 @runtime_checkable
@@ -76,6 +92,16 @@ class Source(Protocol):
 
     def parse(self, body: bytes) -> Delivery:
         """Normalize a verified body into a :class:`Delivery`. Raises :class:`PayloadError`."""
+        ...
+
+
+@runtime_checkable
+class RequestSource(Protocol):
+    """A source whose normalization needs the request headers too (a topic or message id sent as a header, the
+    body's ``Content-Type``). Ingest calls :meth:`parse_request` instead of ``parse`` when a source has it."""
+
+    def parse_request(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        """Normalize a verified delivery from its headers and raw body. Raises :class:`PayloadError`."""
         ...
 
 

@@ -1,0 +1,178 @@
+"""Pipelined commands on one pooled connection, for the hot paths (ingest's publish, the worker's ack + read).
+
+redis-py spends tens of microseconds of CPU on every command it sends alone (pool checkout, retry wrapper, timeout
+task, per-argument encoding); the hot paths instead send several commands in one write and read the replies one at a
+time, in order, on a connection of the client's own pool (so the URL's options, auth, timeouts and health checks are
+the client's):
+
+- :func:`pack` encodes commands to RESP in one pass;
+- :func:`lease` checks a connection out of the pool and throws it away, rather than returning it, if anything fails
+  mid-exchange (an unread reply would desynchronise the next user);
+- :func:`read` reads the next reply, returning a server error reply as a :class:`redis.exceptions.ResponseError`
+  value instead of raising it, so a batch's other replies are still read.
+- :class:`ScriptCalls` runs one Lua script for many concurrent callers: calls made while a round trip is in flight go
+  out together in the next single write (one EVALSHA each, so every call stays atomic on its own) and each caller
+  awaits its own reply. The coalescing adds no delay: a lone call is sent at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+Arg = bytes | str | int | float
+Command = Sequence[Arg]
+
+
+def _encode(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, int | float) and not isinstance(arg, bool):
+        return repr(arg).encode()
+    raise TypeError(f"cannot send {type(arg).__name__} to Redis")
+
+
+def pack(commands: Iterable[Command]) -> bytes:
+    """The RESP encoding of ``commands``, to send in one write (one join; large values are not copied twice)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for command in commands:
+        append(b"*%d\r\n" % len(command))
+        for arg in command:
+            data = arg if type(arg) is bytes else arg.encode() if type(arg) is str else _encode(arg)
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(parts)
+
+
+@contextlib.asynccontextmanager
+async def lease(redis: aioredis.Redis) -> AsyncIterator[AbstractConnection]:
+    """A connection of ``redis``'s pool for one exchange; disconnected if the exchange does not complete."""
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        yield conn
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def read(conn: AbstractConnection) -> Any:
+    """The next reply on ``conn``; an error reply is returned as a ResponseError, not raised."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+async def exchange(redis: aioredis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Send ``commands`` in one write and return their replies (error replies as ResponseError values).
+
+    Retried once on a fresh connection after a connection error, as redis-py retries a single command: a pooled
+    connection goes stale when the server restarts. Only for commands that are safe to repeat.
+    """
+    payload = pack(commands)
+    for attempt in (1, 2):
+        try:
+            async with lease(redis) as conn:
+                await conn.send_packed_command(payload)
+                return [await read(conn) for _ in commands]
+        except RedisConnectionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class ScriptCalls:
+    """Calls of one Lua script, coalesced across concurrent callers into pipelined EVALSHAs (see the module doc).
+
+    A call made while no round trip of this script is in flight goes out at once, from the caller's own task. Calls
+    made while one is in flight wait for the next write, which a sender task makes as soon as it runs (in the next
+    turn of the event loop), with every call queued by then; it keeps sending while calls keep coming.
+    """
+
+    def __init__(self, redis: aioredis.Redis, script: str) -> None:
+        self._redis = redis
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0
+
+    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
+        return ["EVALSHA", self._sha, len(keys), *keys, *args]
+
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run the script with ``keys`` and ``args``; its reply. Raises an error reply as ResponseError."""
+        command = self.command(keys, args)
+        if not self._in_flight:  # alone: no future, no task
+            self._in_flight += 1
+            try:
+                (reply,) = await self.run([command])
+            finally:
+                self._in_flight -= 1
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_queued())
+        return await future
+
+    async def many(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)`` in one round trip; the replies, error replies as values."""
+        return await self.run([self.command(keys, args) for keys, args in calls])
+
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """Send EVALSHA ``commands`` of this script in one write (loading the script if the server lacks it)."""
+        replies = await exchange(self._redis, commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # first use, or the server restarted / flushed its scripts: nothing of those calls ran
+            await self._redis.script_load(self._script)
+            for i, reply in zip(missing, await exchange(self._redis, [commands[i] for i in missing]), strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _send_queued(self) -> None:
+        self._in_flight += 1
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    replies = await self.run([command for command, _ in batch])
+                except Exception as exc:  # e.g. Redis unreachable: every caller of this batch gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                for (_, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # its caller went away (cancelled)
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._in_flight -= 1
+            self._sender = None
+            for _, future in self._queue:  # only left here if this task itself was cancelled
+                future.cancel()
+            self._queue = []
