@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -50,3 +50,15 @@ def connect(url: str, *, socket_timeout_s: float, connect_timeout_s: float = 1.0
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+#: Error replies meaning "the server cannot take this write now" (out of memory, a long script, a replica, a failed
+#: save, a failover), not "this command is wrong": ingest answers 503 and workers back off, as for an outage.
+UNAVAILABLE_REPLIES = ("OOM", "BUSY", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for an outage (:data:`REDIS_DOWN`) or an error reply in :data:`UNAVAILABLE_REPLIES`."""
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in UNAVAILABLE_REPLIES

@@ -189,8 +189,15 @@ class Limiter:
 
 
 def configured_limits() -> dict[str, Limit]:
-    """:data:`DEFAULT_LIMITS` overridden (or extended) by the rules file's ``[ratelimits.<api>]`` sections."""
-    from .rules import section
+    """:data:`DEFAULT_LIMITS`, with the rules file's ``[ratelimits.<api>]`` sections applied on top.
+
+    For a known API a section may change single fields (``rate = 400`` keeps the default ``period_s``); a new API
+    needs at least ``rate`` and ``period_s``. Raises :class:`bus.errors.ConfigError` naming the section.
+    """
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .rules import rules_path, section
 
     class Section(BaseModel):
         model_config = {"extra": "allow"}
@@ -198,5 +205,12 @@ def configured_limits() -> dict[str, Limit]:
     overrides = section("ratelimits", Section).model_extra or {}
     limits = dict(DEFAULT_LIMITS)
     for api, value in overrides.items():
-        limits[api] = Limit.model_validate(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{rules_path()}: [ratelimits.{api}] must be a table (rate = …, period_s = …)")
+        try:
+            base = limits[api].model_dump() if api in limits else {}
+            limits[api] = Limit.model_validate(base | value)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{rules_path()}: [ratelimits.{api}] {problems}") from exc
     return limits

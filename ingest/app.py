@@ -15,6 +15,7 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -31,12 +33,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus import metrics
-from bus.connection import REDIS_DOWN, connect
+from bus.connection import REDIS_DOWN, connect, is_unavailable
 from bus.consumer import Consumer
 from bus.envelope import Event, utc_now_rfc3339
 from bus.groups import ensure_groups
 from bus.metrics import EVENTS_PUBLISHED, WEBHOOK_CLOCK_SKEW, WEBHOOKS_RECEIVED
 from bus.naming import Names
+from bus.ordering import to_unix_s
 from bus.publisher import Publisher
 from bus.registry import load_consumers
 
@@ -56,6 +59,23 @@ class ORJSONResponse(JSONResponse):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
+
+
+#: Seconds a sender has to deliver the whole body (a slow or stalled sender must not hold a connection forever).
+BODY_TIMEOUT_S = 30.0
+#: Event times further ahead than this (seconds) are refused: one would otherwise win every newer-snapshot check.
+MAX_FUTURE_S = 24 * 3600
+
+
+def _from_the_future(events: Sequence[Event], now: float) -> str | None:
+    """The first event time more than :data:`MAX_FUTURE_S` after ``now``, or None."""
+    for event in events:
+        try:
+            if to_unix_s(event.time) > now + MAX_FUTURE_S:
+                return event.time
+        except ValueError:
+            return event.time
+    return None
 
 
 def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -96,9 +116,15 @@ class Ingest:
         source = self.sources.get(name)
         if source is None:
             WEBHOOKS_RECEIVED.labels("unknown", "unknown_source").inc()
-            return error(404, "unknown_source", f"no configured source named {name!r}")
+            return error(404, "unknown_source", f"no configured source named {name[:100]!r}")
         try:
-            body = await read_body(request, source.max_body_bytes)
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                body = await read_body(request, source.max_body_bytes)
+        except TimeoutError:
+            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            return error(
+                408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT_S} s", {"Connection": "close"}
+            )
         except BodyTooLarge as exc:
             WEBHOOKS_RECEIVED.labels(name, "too_large").inc()
             return error(413, "body_too_large", str(exc), {"Connection": "close"})
@@ -127,6 +153,15 @@ class Ingest:
         except PayloadError as exc:
             WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
             return error(exc.status_code, exc.code, str(exc))
+        except (ValueError, ArithmeticError, UnicodeError) as exc:
+            # A value no check anticipated (a year-9999 time, an invalid URL): the same bytes would fail again, so
+            # this is the sender's bad request, not our outage; a 500 would only make the provider retry forever.
+            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            log.warning("malformed payload", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            return error(400, "bad_request", f"malformed payload: {type(exc).__name__}: {exc}"[:300])
+        if future := _from_the_future(delivery.events, time.time()):  # the wall clock, not the signature clock
+            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            return error(400, "bad_request", f"event time {future} is more than a day in the future")
         if not delivery.events:
             WEBHOOKS_RECEIVED.labels(name, "unhandled_type").inc()
             log.info(
@@ -144,7 +179,9 @@ class Ingest:
                 await self.prepare_groups()
             publisher = self._publisher_for(delivery.dedupe_ttl_s)
             result = await publisher.publish(events, dedupe_id=(name, delivery.event_id))
-        except REDIS_DOWN as exc:
+        except (*REDIS_DOWN, ResponseError) as exc:
+            if isinstance(exc, ResponseError) and not is_unavailable(exc):
+                raise
             WEBHOOKS_RECEIVED.labels(name, "unavailable").inc()
             log.warning(
                 "redis unreachable; answered 503",
@@ -264,5 +301,6 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # a trailing slash gets a JSON 404, not an empty 307
     app.state.ingest = ingest
     return app

@@ -234,3 +234,50 @@ async def test_metrics_count_outcomes(redis) -> None:  # type: ignore[no-untyped
     assert value(after, "accepted") - value(before, "accepted") == 1
     assert value(after, "duplicate") - value(before, "duplicate") == 1
     assert SECRET not in after
+
+
+async def test_odd_values_are_a_bad_request_not_a_server_error(redis) -> None:  # type: ignore[no-untyped-def]
+    app = ingest_app(redis)
+    async with ingest_client(app) as client:
+        far = samples.payment_intent_succeeded(amount=100, currency="usd").replace(b'"created":', b'"created":9', 1)
+        r = await client.post("/webhooks/stripe", content=far, headers=stripe_headers(far))
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        huge = orjson.loads(samples.payment_intent_succeeded(amount=100, currency="usd"))
+        huge["created"] = 99999999999999
+        body = orjson.dumps(huge)
+        r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        r = await client.post("/webhooks/stripe/", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["error"]) == (404, "unknown_source")
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_redis_refusing_writes_is_a_503(redis) -> None:  # type: ignore[no-untyped-def]
+    """Out of memory (or BUSY, READONLY …) is an outage for the provider: retry later, never a 500."""
+    body = samples.payment_intent_succeeded(amount=100, currency="usd")
+    app = ingest_app(redis)
+    async with ingest_client(app) as client:
+        await redis.config_set("maxmemory", "1")
+        try:
+            r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        finally:
+            await redis.config_set("maxmemory", "0")
+        assert (r.status_code, r.json()["error"], r.headers["Retry-After"]) == (503, "unavailable", "5")
+        r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["status"]) == (200, "accepted")
+
+
+async def test_a_stalled_body_times_out(redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ingest.app
+
+    monkeypatch.setattr(ingest.app, "BODY_TIMEOUT_S", 0.2)
+    app = ingest_app(redis)
+    async with ingest_client(app) as client:
+
+        async def stalls():  # type: ignore[no-untyped-def]
+            yield b'{"id":'
+            await asyncio.sleep(1)
+            yield b"1}"
+
+        r = await client.post("/webhooks/stripe", content=stalls(), headers={"Stripe-Signature": "t=1,v1=00"})
+    assert (r.status_code, r.json()["error"]) == (408, "request_timeout")

@@ -177,3 +177,22 @@ def test_four_worker_processes_share_one_limit_of_20_per_second(valkey, subproce
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def test_rules_file_overrides_single_fields_and_names_mistakes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bus import rules
+    from bus.errors import ConfigError
+    from bus.ratelimit import DEFAULT_LIMITS, configured_limits
+
+    path = tmp_path / "hookbus.toml"
+    monkeypatch.setenv("HOOKBUS_CONFIG", str(path))
+    path.write_text("[ratelimits.quickbooks]\nrate = 400\n[ratelimits.supplier]\nrate = 2\nperiod_s = 1\n")
+    rules.reload()
+    limits = configured_limits()
+    assert limits["quickbooks"] == DEFAULT_LIMITS["quickbooks"].model_copy(update={"rate": 400})
+    assert limits["supplier"] == Limit(rate=2, period_s=1)
+    path.write_text("[ratelimits.new_api]\nrate = 5\n")
+    rules.reload()
+    with pytest.raises(ConfigError, match=r"\[ratelimits.new_api\] period_s: Field required"):
+        configured_limits()
+    rules.reload()

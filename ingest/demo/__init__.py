@@ -191,7 +191,8 @@ def dev(port: int, sandbox_port: int, data_dir: Path) -> None:
             click.echo(f"worker:     {name} (metrics http://127.0.0.1:{metrics_port}/metrics)")
         click.echo(f"sandboxes:  {stack.sandbox_url}/<name>/_sandbox/objects")
         click.echo("\nIn another terminal:")
-        shown = [k for k in stack.extra_env if k.endswith(("_SECRET", "_TOKEN", "_SIGNING_KEY"))] + ["REDIS_URL"]
+        shown = [k for k in stack.extra_env if k.endswith(("_SECRET", "_TOKEN", "_SIGNING_KEY"))]
+        shown += ["REDIS_URL", "HOOKBUS_CONFIG"]  # `hookbus send` for forms and generic senders reads the rules
         click.echo("  export " + " ".join(f"{k}={env[k]}" for k in sorted(set(shown))))
         click.echo(
             f"  hookbus send stripe payment_intent.succeeded --amount 1999 --currency usd --url {stack.ingest_url}"
