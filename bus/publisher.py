@@ -2,11 +2,13 @@
 
 The dedupe check, the XADDs and the dedupe record run in one Lua script, so two concurrent deliveries of the same
 provider event (shared case 015) cannot both publish, and a failed XADD never leaves a dedupe key behind: the key is
-written only after every XADD of the script succeeded (a script is not rolled back on error, so order matters).
+written only after every XADD of the delivery succeeded (a script is not rolled back on error, so order matters).
 
-Concurrent publishes (ingest answering many webhooks at once) are coalesced: the scripts of every call made while a
-round trip is in flight go out in the next single write, one EVALSHA each, and each caller awaits its own result
-(see :class:`bus.wire.ScriptCalls`). Every call stays atomic on its own; none waits for a timer.
+The script takes a batch of deliveries and handles each on its own (its dedupe check, XADDs, dedupe record and trace
+record), so concurrent publishes (ingest answering many webhooks at once) are coalesced: every call made while a
+round trip is in flight goes out in the next single script call, and each caller awaits its own result (see
+:class:`bus.wire.ScriptCalls`). A script runs without interleaving, so each delivery stays atomic; none waits for a
+timer.
 """
 
 from __future__ import annotations
@@ -15,43 +17,64 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from .envelope import FIELD, Event
 from .naming import Names
 from .wire import Arg, ScriptCalls
 
-# KEYS[1] = dedupe key ("" when not deduplicating), KEYS[2] = trace key ("" for none), KEYS[3..] = one stream per
-# event. ARGV[1] = dedupe and trace TTL in seconds, ARGV[2] = MAXLEN (0 = no trim), ARGV[3..] = one envelope per
-# stream. Returns {0, previous ids} for a duplicate, {1, new ids} after publishing. The trace record (see
-# bus/trace.py) is appended in the same script, so it costs no extra round trip.
+# A batch of deliveries. ARGV[1] = dedupe and trace TTL in seconds, ARGV[2] = MAXLEN (0 = no trim); then per
+# delivery ARGV holds n (its number of events) and its n envelopes, and KEYS holds its dedupe key ("" when not
+# deduplicating), its trace key ("" for none) and one stream per event. Returns one reply per delivery: {0, previous
+# ids} for a duplicate, {1, new ids} after publishing, {-1, error} if an XADD failed (earlier XADDs of that delivery
+# stay, its dedupe key is not written). The trace record (see bus/trace.py) is appended in the same script, so it
+# costs no extra round trip.
 _PUBLISH = """
-local dedupe, trace = KEYS[1], KEYS[2]
+local ttl, maxlen = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-if dedupe ~= '' then
-  local seen = redis.call('GET', dedupe)
+local results = {}
+local k, a = 1, 3
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  local dedupe, trace = KEYS[k], KEYS[k + 1]
+  local seen = dedupe ~= '' and redis.call('GET', dedupe)
   if seen then
     if trace ~= '' then
       redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"duplicate","entries":"' .. seen .. '"}')
     end
-    return {0, seen}
-  end
-end
-local ids = {}
-for i = 3, #KEYS do
-  if ARGV[2] ~= '0' then
-    ids[#ids + 1] = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i])
+    results[#results + 1] = {0, seen}
   else
-    ids[#ids + 1] = redis.call('XADD', KEYS[i], '*', 'event', ARGV[i])
+    local ids, failed = {}, nil
+    for i = 1, n do
+      local id
+      if maxlen ~= '0' then
+        id = redis.pcall('XADD', KEYS[k + 1 + i], 'MAXLEN', '~', maxlen, '*', 'event', ARGV[a + i])
+      else
+        id = redis.pcall('XADD', KEYS[k + 1 + i], '*', 'event', ARGV[a + i])
+      end
+      if type(id) == 'table' and id.err then
+        failed = id.err
+        break
+      end
+      ids[i] = id
+    end
+    if failed then
+      results[#results + 1] = {-1, failed}
+    else
+      local joined = table.concat(ids, ',')
+      if dedupe ~= '' then redis.call('SET', dedupe, joined, 'EX', ttl) end
+      if trace ~= '' then
+        redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"published","entries":"' .. joined .. '"}')
+        redis.call('EXPIRE', trace, ttl)
+      end
+      results[#results + 1] = {1, joined}
+    end
   end
+  k = k + 2 + n
+  a = a + 1 + n
 end
-local joined = table.concat(ids, ',')
-if dedupe ~= '' then redis.call('SET', dedupe, joined, 'EX', ARGV[1]) end
-if trace ~= '' then
-  redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"published","entries":"' .. joined .. '"}')
-  redis.call('EXPIRE', trace, ARGV[1])
-end
-return {1, joined}
+return results
 """
 
 assert FIELD == b"event"  # the script writes the field by name
@@ -89,7 +112,7 @@ class Publisher:
         self._names = names
         self._dedupe_ttl_s = dedupe_ttl_s
         self._maxlen = maxlen
-        self._calls = ScriptCalls(redis, _PUBLISH)
+        self._calls = ScriptCalls(redis, _PUBLISH, shared=[dedupe_ttl_s, maxlen or 0])
 
     async def publish(self, events: Sequence[Event], *, dedupe_id: tuple[str, str] | None = None) -> PublishResult:
         """Publish ``events`` (each to its type's stream) in one atomic step.
@@ -105,14 +128,16 @@ class Publisher:
     ) -> list[PublishResult]:
         """Publish several deliveries, each ``(events, dedupe_id)`` as :meth:`publish` does, in one round trip.
 
-        Each delivery is atomic on its own (one script each). Raises the first error reply, if any, after all of
-        them ran; a delivery that succeeded before it stays published.
+        Each delivery is atomic on its own. Raises the first error, if any, after all of them ran; a delivery that
+        succeeded before it stays published.
         """
         replies = await self._calls.many([self._script_args(events, dedupe_id) for events, dedupe_id in deliveries])
+        results = []
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [_result(reply) for reply in replies]
+            results.append(_result(reply))
+        return results
 
     def _script_args(self, events: Sequence[Event], dedupe_id: tuple[str, str] | None) -> tuple[list[Arg], list[Arg]]:
         if not events:
@@ -121,11 +146,13 @@ class Publisher:
         dedupe_key = names.dedupe(*dedupe_id) if dedupe_id else ""
         trace_key = names.trace(events[0].source, events[0].id) if self._trace else ""
         keys: list[Arg] = [dedupe_key, trace_key, *(names.stream(e.type) for e in events)]
-        args: list[Arg] = [self._dedupe_ttl_s, self._maxlen or 0, *(e.to_json() for e in events)]
+        args: list[Arg] = [len(events), *(e.to_json() for e in events)]
         return keys, args
 
 
 def _result(reply: list[bytes | int]) -> PublishResult:
     status, joined = reply
+    if status == -1:
+        raise ResponseError(joined.decode() if isinstance(joined, bytes) else str(joined))
     ids = tuple(joined.decode().split(",")) if joined else ()  # type: ignore[union-attr]
     return PublishResult(duplicate=status == 0, entry_ids=ids)

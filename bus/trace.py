@@ -3,9 +3,10 @@ dead-lettered or done.
 
 Every step appends one JSON record to ``{prefix}:trace:{source}:{event id}`` (a list that expires with the dedupe
 TTL): ingest's publish script adds ``published`` / ``duplicate`` in the same round trip as the XADD, and workers add
-``acked`` (with the handler's notes, e.g. the downstream object id), ``retry`` and ``dead_lettered`` in the same
-pipeline as their XACK or retry record. Records: ``{"at": Unix ms, "step": …, "group"?, "consumer"?, "attempt"?,
-"error_type"?, "reason"?, "duration_s"?, "notes"?, "entries"?}``.
+``acked`` (with the handler's notes, e.g. the downstream object id) in the same script as the batch's XACK, and
+``retry`` and ``dead_lettered`` in the same pipeline as their retry record or dead-letter move. Records:
+``{"at": Unix ms, "step": …, "group"?, "consumer"?, "attempt"?, "error_type"?, "reason"?, "duration_s"?, "notes"?,
+"entries"?}``.
 """
 
 from __future__ import annotations

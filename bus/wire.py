@@ -10,9 +10,9 @@ the client's):
   mid-exchange (an unread reply would desynchronise the next user);
 - :func:`read` reads the next reply, returning a server error reply as a :class:`redis.exceptions.ResponseError`
   value instead of raising it, so a batch's other replies are still read.
-- :class:`ScriptCalls` runs one Lua script for many concurrent callers: calls made while a round trip is in flight go
-  out together in the next single write (one EVALSHA each, so every call stays atomic on its own) and each caller
-  awaits its own reply. The coalescing adds no delay: a lone call is sent at once.
+- :class:`ScriptCalls` runs one batch-taking Lua script for many concurrent callers: calls made while a round trip
+  is in flight go out together in the next single script call (which runs without interleaving, so every call stays
+  atomic) and each caller awaits its own reply. The coalescing adds no delay: a lone call is sent at once.
 """
 
 from __future__ import annotations
@@ -85,59 +85,85 @@ async def exchange(redis: aioredis.Redis, commands: Sequence[Command]) -> list[A
     connection goes stale when the server restarts. Only for commands that are safe to repeat.
     """
     payload = pack(commands)
+    pool = redis.connection_pool
     for attempt in (1, 2):
+        conn = await pool.get_connection()  # as lease(), spelled out: this runs once per publish
         try:
-            async with lease(redis) as conn:
-                await conn.send_packed_command(payload)
-                return [await read(conn) for _ in commands]
-        except RedisConnectionError:
-            if attempt == 2:
+            await conn.send_packed_command(payload)
+            replies = [await read(conn) for _ in commands]
+        except BaseException as exc:
+            await conn.disconnect(nowait=True)
+            if attempt == 2 or not isinstance(exc, RedisConnectionError):
                 raise
+            continue
+        finally:
+            await pool.release(conn)
+        return replies
     raise AssertionError("unreachable")
 
 
 class ScriptCalls:
-    """Calls of one Lua script, coalesced across concurrent callers into pipelined EVALSHAs (see the module doc).
+    """Calls of one batch-taking Lua script, coalesced across concurrent callers (see the module doc).
+
+    The script's KEYS are the calls' keys one after the other, its ARGV the ``shared`` arguments followed by the calls'
+    arguments one after the other, and it returns one reply per call, in order (it must be able to tell where one
+    call's keys and arguments end, e.g. from a count among them). One script call runs without interleaving, so each
+    call is atomic.
 
     A call made while no round trip of this script is in flight goes out at once, from the caller's own task. Calls
     made while one is in flight wait for the next write, which a sender task makes as soon as it runs (in the next
-    turn of the event loop), with every call queued by then; it keeps sending while calls keep coming.
+    turn of the event loop) with every call queued by then, up to ``max_calls`` per script call; it keeps sending
+    while calls keep coming.
     """
 
-    def __init__(self, redis: aioredis.Redis, script: str) -> None:
+    def __init__(self, redis: aioredis.Redis, script: str, *, shared: Sequence[Arg] = (), max_calls: int = 500) -> None:
         self._redis = redis
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
-        self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._shared = list(shared)
+        self._max_calls = max_calls
+        self._queue: list[tuple[Sequence[Arg], Sequence[Arg], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._in_flight = 0
 
-    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> list[Arg]:
-        return ["EVALSHA", self._sha, len(keys), *keys, *args]
-
     async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """Run the script with ``keys`` and ``args``; its reply. Raises an error reply as ResponseError."""
-        command = self.command(keys, args)
+        """Run the script for one call; its reply. Raises an error reply as ResponseError."""
         if not self._in_flight:  # alone: no future, no task
             self._in_flight += 1
             try:
-                (reply,) = await self.run([command])
+                (reply,) = await self.many([(keys, args)])
             finally:
                 self._in_flight -= 1
-            if isinstance(reply, Exception):
-                raise reply
-            return reply
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((command, future))
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_queued())
-        return await future
+        else:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((keys, args, future))
+            if self._sender is None:
+                self._sender = asyncio.get_running_loop().create_task(self._send_queued())
+            reply = await future
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def many(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
-        """Run the script once per ``(keys, args)`` in one round trip; the replies, error replies as values."""
-        return await self.run([self.command(keys, args) for keys, args in calls])
+        """Run the script for ``calls`` (each ``(keys, args)``) in one round trip; one reply per call, error replies
+        as values."""
+        commands: list[Command] = []
+        sizes: list[int] = []
+        for start in range(0, len(calls), self._max_calls):
+            chunk = calls[start : start + self._max_calls]
+            keys = [key for call_keys, _ in chunk for key in call_keys]
+            args = [arg for _, call_args in chunk for arg in call_args]
+            commands.append(["EVALSHA", self._sha, len(keys), *keys, *self._shared, *args])
+            sizes.append(len(chunk))
+        replies: list[Any] = []
+        for size, reply in zip(sizes, await self._run(commands), strict=True):
+            if isinstance(reply, Exception) or not isinstance(reply, list) or len(reply) != size:
+                replies.extend([reply if isinstance(reply, Exception) else ResponseError(repr(reply))] * size)
+            else:
+                replies.extend(reply)
+        return replies
 
-    async def run(self, commands: Sequence[Command]) -> list[Any]:
+    async def _run(self, commands: Sequence[Command]) -> list[Any]:
         """Send EVALSHA ``commands`` of this script in one write (loading the script if the server lacks it)."""
         replies = await exchange(self._redis, commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -153,26 +179,22 @@ class ScriptCalls:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    replies = await self.run([command for command, _ in batch])
+                    replies = await self.many([(keys, args) for keys, args, _ in batch])
                 except Exception as exc:  # e.g. Redis unreachable: every caller of this batch gets the error
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 except BaseException:
-                    for _, future in batch:
+                    for _, _, future in batch:
                         future.cancel()
                     raise
-                for (_, future), reply in zip(batch, replies, strict=True):
-                    if future.done():  # its caller went away (cancelled)
-                        continue
-                    if isinstance(reply, Exception):
-                        future.set_exception(reply)
-                    else:
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if not future.done():  # done: its caller went away (cancelled)
                         future.set_result(reply)
         finally:
             self._in_flight -= 1
             self._sender = None
-            for _, future in self._queue:  # only left here if this task itself was cancelled
+            for _, _, future in self._queue:  # only left here if this task itself was cancelled
                 future.cancel()
             self._queue = []

@@ -326,7 +326,7 @@ class Worker:
 
     async def _run_batch(self, deliveries: list[Delivery], *, defer_ack: bool = False) -> None:
         """Handle ``deliveries`` concurrently, then ack the successes (one script per stream): at once, or with
-        ``defer_ack`` in the same write as the read loop's next XREADGROUP.
+        ``defer_ack`` right behind the read loop's next XREADGROUP (see :meth:`_ack_and_read`).
 
         Every entry counts as in flight from its receipt until it is acked (or its failure is recorded): entries
         waiting for a concurrency slot, or done and waiting for the batch's XACK, keep their lease and are never
@@ -359,12 +359,15 @@ class Worker:
         turns = iter(range(len(deliveries)))
 
         async def lane() -> None:
-            for i in turns:
-                try:
-                    outcomes[i] = await self._handle(deliveries[i])
-                except Exception:  # a fault of the worker itself; handler failures are outcomes
-                    outcomes[i] = Outcome.CANCELLED
-                    log.error("worker error", exc_info=True, extra={"group": self.group})
+            # A lane holds one of the worker's ``concurrency`` slots (shared with the reclaimer's batches) while it
+            # takes its turns: at most ``concurrency`` handlers run at once, with one semaphore acquire per lane.
+            async with self._concurrency:
+                for i in turns:
+                    try:
+                        outcomes[i] = await self._handle(deliveries[i])
+                    except Exception:  # a fault of the worker itself; handler failures are outcomes
+                        outcomes[i] = Outcome.CANCELLED
+                        log.error("worker error", exc_info=True, extra={"group": self.group})
 
         lanes = [asyncio.ensure_future(lane()) for _ in range(min(self._lanes, len(deliveries)))]
         everything = asyncio.gather(*lanes, return_exceptions=True)
@@ -396,13 +399,8 @@ class Worker:
             if traced := self._acked_traces.get((stream, entry_id)):
                 keys.append(traced[0])
                 records.append(traced[1])
-        return ["EVAL", _ACK, 2 + len(keys), stream, self._retry_hash, *keys] + [
-            self.group,
-            self._trace_ttl_s,
-            len(ids),
-            *ids,
-            *records,
-        ]
+        keys = [stream, self._retry_hash, *keys]
+        return ["EVAL", _ACK, len(keys), *keys, self.group, self._trace_ttl_s, len(ids), *ids, *records]
 
     def _acked(self, stream: str, ids: list[str], reply: Any) -> None:
         """The ack script's ``reply`` for ``ids`` arrived (an exception if it failed): they leave the lease."""
@@ -419,8 +417,8 @@ class Worker:
         batches = [(stream, ids, self._ack_command(stream, ids)) for stream, ids in acks.items()]
         try:
             replies: list[Any] = await wire.exchange(self._redis, [command for _, _, command in batches])
-        except REDIS_DOWN as exc:
-            if keep_on_outage:
+        except Exception as exc:  # never leave an entry leased forever: it is acked later, or redelivered
+            if keep_on_outage and isinstance(exc, REDIS_DOWN):
                 for stream, ids in acks.items():
                     self._unacked.setdefault(stream, []).extend(ids)
                 return
@@ -429,8 +427,7 @@ class Worker:
             self._acked(stream, ids, reply)
 
     async def _handle(self, delivery: Delivery) -> Outcome:
-        async with self._concurrency:
-            outcome = await self._dispatch(delivery)
+        outcome = await self._dispatch(delivery)
         if outcome is not Outcome.ACKED:  # its retry time is recorded: any worker may take it when due
             self._inflight.pop((delivery.stream, delivery.entry_id), None)
         return outcome

@@ -146,7 +146,9 @@ def contact_properties(data: Mapping[str, Any], property_map: Mapping[str, str])
     first, last = data.get("first_name"), data.get("last_name")
     if not first and not last:
         first, last = _split_name(data.get("name"))
-    utm = data.get("utm") or {}
+    utm = data.get("utm")
+    if not isinstance(utm, dict):  # a generic sender may send anything here; tags are optional, never fatal
+        utm = {}
     values: dict[str, Any] = {
         "first_name": first,
         "last_name": last,
