@@ -41,7 +41,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from . import metrics, pel, retention, trace, wire, workers
-from .connection import REDIS_DOWN
+from .connection import REDIS_DOWN, is_unavailable
 from .consumer import Consumer, Context, Resources, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event
@@ -267,6 +267,11 @@ class Worker:
                 try:
                     reply = read.result()
                 except ResponseError as exc:
+                    if is_unavailable(exc):  # OOM, BUSY (a long script), READONLY, LOADING…: wait like an outage
+                        log.warning("redis refused the read", extra={"group": self.group, "error": str(exc)[:200]})
+                        await self._sleep(outage * self._rng.uniform(0.5, 1.0))
+                        outage = min(outage * 2, 5.0)
+                        continue
                     if not is_nogroup(exc):
                         raise
                     log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
@@ -660,6 +665,9 @@ class Worker:
             except REDIS_DOWN as exc:
                 log.debug("reclaim skipped: redis unreachable", extra={"group": self.group, "error": repr(exc)})
             except ResponseError as exc:
+                if is_unavailable(exc):
+                    log.debug("reclaim skipped: redis refused", extra={"group": self.group, "error": str(exc)[:200]})
+                    continue
                 if not is_nogroup(exc):
                     log.exception("reclaim failed", extra={"group": self.group})
                     continue

@@ -198,3 +198,22 @@ def test_settings_read_file_variants(tmp_path, monkeypatch) -> None:  # type: ig
     monkeypatch.setenv("REDIS_URL_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="REDIS_URL_FILE"):
         BusSettings()
+
+
+@pytest.mark.parametrize(
+    ("reply", "unavailable"),
+    [
+        ("BUSY Valkey is busy running a script", True),
+        ("OOM command not allowed when used memory > 'maxmemory'", True),
+        ("READONLY You can't write against a read only replica.", True),
+        ("LOADING Valkey is loading the dataset in memory", True),
+        ("NOGROUP No such key 's' or consumer group 'g'", False),
+        ("ERR wrong number of arguments", False),
+    ],
+)
+def test_error_replies_that_mean_an_outage(reply: str, unavailable: bool) -> None:
+    from redis.exceptions import ResponseError
+
+    from bus.connection import is_unavailable
+
+    assert is_unavailable(ResponseError(reply)) is unavailable
