@@ -535,4 +535,3 @@ async def test_a_retry_after_longer_than_the_visibility_timeout_is_honoured(redi
         await settled(redis, names, "work")
     assert [c[1] for c in rec.calls] == [1, 2]
     assert rec.calls[1][2] - rec.calls[0][2] >= 1.5
-
