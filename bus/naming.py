@@ -59,7 +59,9 @@ class Names:
         return f"{self.prefix}:trace:{source}:{event_id}"
 
     def trace_pattern(self, event_id: str) -> str:
-        return f"{self.prefix}:trace:*:{event_id}"
+        """A SCAN pattern for ``event_id``'s traces of any source (glob characters in the id are escaped)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in event_id)
+        return f"{self.prefix}:trace:*:{escaped}"
 
     def retry(self, group: str) -> str:
         return f"{self.prefix}:retry:{group}"

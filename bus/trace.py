@@ -35,10 +35,13 @@ async def read(redis: aioredis.Redis, names: Names, event_id: str, source: str |
     else:
         keys = [k.decode() async for k in redis.scan_iter(match=names.trace_pattern(event_id), count=1000)]
     traces = {}
+    head, tail = f"{names.prefix}:trace:", f":{event_id}"
     for key in sorted(keys):
+        if not (key.startswith(head) and key.endswith(tail)):
+            continue
         rows = await redis.lrange(key, 0, -1)
-        if rows:
-            traces[key.split(":")[-2]] = [orjson.loads(r) for r in rows]
+        if rows:  # the source is what lies between (an event id may itself contain ':')
+            traces[key[len(head) : -len(tail)]] = [orjson.loads(r) for r in rows]
     return traces
 
 

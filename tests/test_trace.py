@@ -58,3 +58,14 @@ async def test_trace_of_an_unknown_event_is_a_clear_error(redis, valkey) -> None
     code, out = await trace_output(valkey.url, "evt_never_seen")
     assert code == 1
     assert "no trace of evt_never_seen" in out
+
+
+async def test_trace_keeps_colons_in_ids_and_does_not_glob(redis, names, valkey) -> None:  # type: ignore[no-untyped-def]
+    await redis.rpush(
+        names.trace("calcom", "BOOKING_CREATED:bk_1"), b'{"at":1767225600000,"step":"published","entries":"1-0"}'
+    )
+    await redis.rpush(names.trace("stripe", "evt_other"), b'{"at":1767225600000,"step":"published","entries":"2-0"}')
+    code, out = await trace_output(valkey.url, "BOOKING_CREATED:bk_1")
+    assert code == 0 and out.splitlines()[0] == "BOOKING_CREATED:bk_1 from calcom"
+    code, out = await trace_output(valkey.url, "*")
+    assert code == 1 and "no trace of *" in out
