@@ -124,7 +124,7 @@ def run_one(
     _runs += 1
     group = f"{kind}_{_runs}"
     valkey.client.xgroup_create(STREAM, group, id="0")
-    child_environment = child_env(valkey.url, BENCH_GROUP=group, HOOKBUS_LOG_LEVEL="INFO", **env)
+    child_environment = child_env(valkey.url, BENCH_GROUP=group, HOOKBUS_LOG_LEVEL="WARNING", **env)
     try:
         with children() as started:
             for n in range(procs):

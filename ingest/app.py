@@ -195,11 +195,11 @@ class Ingest:
             log.info("duplicate dropped", extra={"source": name, "event_id": delivery.event_id})
             return ORJSONResponse({"status": "duplicate", "event_id": delivery.event_id})
         self._counter(WEBHOOKS_RECEIVED, name, "accepted").inc()
-        debug = log.isEnabledFor(logging.DEBUG)
+        info = log.isEnabledFor(logging.INFO)
         for event, entry_id in zip(events, result.entry_ids, strict=True):
             self._counter(EVENTS_PUBLISHED, name, event.type).inc()
-            if debug:  # the happy path logs at DEBUG; the event's trace and the metrics record it
-                log.debug(
+            if info:  # one line per action; HOOKBUS_LOG_LEVEL=WARNING drops it for throughput (see README)
+                log.info(
                     "published",
                     extra={"source": name, "event_id": event.id, "event_type": event.type, "entry_id": entry_id},
                 )
