@@ -20,14 +20,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from bus.http import InstrumentedTransport
 from bus.ratelimit import Limiter
 
+from .base import BearerClient
 from .responses import raise_for_status, transport_error
 
 __all__ = ["EmailClient", "EmailMessage"]
@@ -80,8 +79,11 @@ def _reset_delay(response: httpx.Response) -> float | None:
     return None
 
 
-class EmailClient:
+class EmailClient(BearerClient):
     """SendGrid v3 client. ``base_url``: ``https://api.sendgrid.com`` or a stand-in; ``api_key``: ``SG.…``."""
+
+    api = API
+    headers = {}
 
     def __init__(
         self,
@@ -94,26 +96,7 @@ class EmailClient:
     ) -> None:
         if not api_key:
             raise ValueError("a SendGrid API key is required")
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            transport=InstrumentedTransport(API, inner=transport, limiter=limiter),
-            headers={"Authorization": f"Bearer {api_key}"},
-        )
-
-    def __repr__(self) -> str:
-        return f"EmailClient(base_url={str(self._http.base_url)!r})"
-
-    async def __aenter__(self) -> EmailClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url=base_url, token=api_key, timeout_s=timeout_s, transport=transport, limiter=limiter)
 
     async def send(self, message: EmailMessage) -> str | None:
         """Send ``message``; the ``X-Message-Id`` SendGrid assigned (None if it gave none)."""

@@ -32,16 +32,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from bus.errors import PermanentError
-from bus.http import InstrumentedTransport
 from bus.ratelimit import Limiter
 
+from .base import BearerClient
 from .responses import json_message, raise_for_status, transport_error
 
 __all__ = ["Contact", "HubSpotClient", "existing_id"]
@@ -72,9 +71,11 @@ def existing_id(response: httpx.Response) -> str | None:
     return match.group(1) if match else None
 
 
-class HubSpotClient:
+class HubSpotClient(BearerClient):
     """HubSpot CRM client. ``base_url``: ``https://api.hubapi.com`` or a stand-in; ``access_token``: the private app
     token (never logged); ``transport``: an httpx transport for tests; ``limiter``: the shared rate limiter."""
+
+    api = API
 
     def __init__(
         self,
@@ -87,26 +88,9 @@ class HubSpotClient:
     ) -> None:
         if not access_token:
             raise ValueError("a HubSpot access token is required")
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            transport=InstrumentedTransport(API, inner=transport, limiter=limiter),
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        super().__init__(
+            base_url=base_url, token=access_token, timeout_s=timeout_s, transport=transport, limiter=limiter
         )
-
-    def __repr__(self) -> str:
-        return f"HubSpotClient(base_url={str(self._http.base_url)!r})"
-
-    async def __aenter__(self) -> HubSpotClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

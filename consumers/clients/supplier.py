@@ -27,15 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from bus.errors import PermanentError
-from bus.http import InstrumentedTransport
 from bus.ratelimit import Limiter
 
+from .base import BearerClient
 from .responses import json_message, raise_for_status, transport_error
 
 __all__ = ["OrderLine", "PurchaseOrder", "SupplierClient", "SubmittedOrder"]
@@ -83,9 +82,11 @@ class SubmittedOrder:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-class SupplierClient:
+class SupplierClient(BearerClient):
     """Purchase-order client. ``base_url``: ``SUPPLIER_BASE_URL``; ``api_key``: ``SUPPLIER_API_KEY`` (never
     logged); ``transport``: for tests; ``limiter``: the shared rate limiter (API name ``supplier``)."""
+
+    api = API
 
     def __init__(
         self,
@@ -98,26 +99,7 @@ class SupplierClient:
     ) -> None:
         if not api_key:
             raise ValueError("a supplier API key is required")
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            transport=InstrumentedTransport(API, inner=transport, limiter=limiter),
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-        )
-
-    def __repr__(self) -> str:
-        return f"SupplierClient(base_url={str(self._http.base_url)!r})"
-
-    async def __aenter__(self) -> SupplierClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url=base_url, token=api_key, timeout_s=timeout_s, transport=transport, limiter=limiter)
 
     async def create_purchase_order(self, order: PurchaseOrder, *, idempotency_key: str) -> SubmittedOrder:
         """Place ``order`` once: every retry must pass the same ``idempotency_key``."""
