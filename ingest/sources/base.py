@@ -24,6 +24,7 @@ __all__ = [
     "SignatureError",
     "Source",
     "TimestampedSource",
+    "check_timestamped_hmac",
     "UnsupportedMediaType",
     "header_value",
     "hmac_sha256_hex",
@@ -145,3 +146,29 @@ def matches_any(expected: str, candidates: Iterable[str]) -> bool:
     for candidate in candidates:
         found |= hmac.compare_digest(wanted, candidate.encode("utf-8", "replace"))
     return found
+
+
+def check_timestamped_hmac(
+    keys: Iterable[bytes],
+    timestamp: int,
+    candidates: Iterable[str],
+    body: bytes,
+    now: float,
+    tolerance_s: float,
+    *,
+    what: str,
+) -> None:
+    """The ``t=…,v1=…`` scheme Stripe and Calendly share: hex HMAC-SHA256 of ``"{t}.{raw body}"`` under each key
+    must equal one of ``candidates`` (constant time, every key × every candidate), and ``t`` (Unix seconds) must be
+    at most ``tolerance_s`` old. The signature is checked first, so the age message is only given for an authentic
+    delivery. ``what`` names the signature in messages (``"Stripe"``). Raises :class:`SignatureError`.
+    """
+    signed = f"{timestamp}.".encode() + bytes(body)
+    wanted = list(candidates)
+    found = False
+    for key in keys:
+        found |= matches_any(hmac_sha256_hex(key, signed), wanted)
+    if not found:
+        raise SignatureError(f"no {what} signature matches the payload")
+    if now - timestamp > tolerance_s:
+        raise SignatureError(f"{what} signature timestamp {timestamp} is older than {tolerance_s} s")

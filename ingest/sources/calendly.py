@@ -50,7 +50,7 @@ from pydantic_settings import NoDecode
 from bus.config import HookbusSettings
 from bus.envelope import Event, from_unix
 
-from .base import Delivery, PayloadError, SignatureError, header_value, hmac_sha256_hex, matches_any
+from .base import Delivery, PayloadError, SignatureError, check_timestamped_hmac, header_value, hmac_sha256_hex
 from .bookings import UNSIGNED_REJECTED, booking_data, e164, instant, known_trigger, optional_str, time_zone
 
 __all__ = [
@@ -171,14 +171,7 @@ class CalendlySource:
             UNSIGNED_REJECTED.labels(self.name, known_trigger(_trigger_of(body), TRIGGERS)).inc()
             raise SignatureError("missing Calendly-Webhook-Signature header")
         timestamp, candidates = _parse_header(value)
-        signed = f"{timestamp}.".encode() + bytes(body)
-        found = False
-        for key in self._keys:
-            found |= matches_any(hmac_sha256_hex(key, signed), candidates)
-        if not found:
-            raise SignatureError("no Calendly signature matches the payload")
-        if now - timestamp > self.tolerance_s:
-            raise SignatureError(f"Calendly signature timestamp {timestamp} is older than {self.tolerance_s} s")
+        check_timestamped_hmac(self._keys, timestamp, candidates, body, now, self.tolerance_s, what="Calendly")
 
     def signed_at(self, headers: Mapping[str, str]) -> float:
         """The ``t=`` of a verified delivery (Unix seconds); 0 when unsigned."""

@@ -37,7 +37,7 @@ import orjson
 
 from bus.envelope import Event, from_unix
 
-from .base import Delivery, PayloadError, SignatureError, header_value, hmac_sha256_hex, matches_any
+from .base import Delivery, PayloadError, SignatureError, check_timestamped_hmac, header_value, hmac_sha256_hex
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -149,14 +149,7 @@ class StripeSource:
         timestamp, candidates = _parse_header(value)
         if not candidates:
             raise SignatureError("no v1 signature in Stripe-Signature header")
-        signed = f"{timestamp}.".encode() + bytes(body)
-        found = False
-        for key in self._keys:
-            found |= matches_any(hmac_sha256_hex(key, signed), candidates)
-        if not found:
-            raise SignatureError("no Stripe signature matches the payload")
-        if now - timestamp > self.tolerance_s:
-            raise SignatureError(f"Stripe-Signature timestamp {timestamp} is older than {self.tolerance_s} s")
+        check_timestamped_hmac(self._keys, timestamp, candidates, body, now, self.tolerance_s, what="Stripe")
 
     def signed_at(self, headers: Mapping[str, str]) -> float:
         """The ``t=`` of a verified delivery's ``Stripe-Signature`` (Unix seconds)."""
