@@ -40,7 +40,14 @@ async def drained(redis, names) -> None:  # type: ignore[no-untyped-def]
     async def check() -> bool:
         return await idle(redis, names, "accounting", TYPES)
 
-    await wait_until(check, what="the accounting group to drain")
+    try:
+        # Refunds that arrive with their payment wait for it (NotReady, 2 s) and then for the per-charge lock; on a
+        # loaded machine that can take several seconds, so the bound is generous.
+        await wait_until(check, timeout_s=30, what="the accounting group to drain")
+    except AssertionError as exc:  # say what is still pending, and why, for whoever has to look at it
+        retries = await redis.hgetall(names.retry("accounting"))
+        pending = {t: await redis.xpending(names.stream(t), "accounting") for t in TYPES}
+        raise AssertionError(f"{exc}; pending={pending} retry records={retries}") from None
 
 
 async def test_payment_becomes_exactly_one_sales_receipt(redis, names) -> None:  # type: ignore[no-untyped-def]
