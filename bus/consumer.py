@@ -36,7 +36,18 @@ T = TypeVar("T")
 StartFrom = Literal["new", "oldest"]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What every :class:`Context` of one worker shares: built once per worker, not per delivery."""
+
+    group: str
+    consumer: str
+    redis: aioredis.Redis
+    names: Names
+    state: Mapping[str, Any]
+    handler_log: logging.Logger
+
+
 class Context:
     """What a handler gets besides the event.
 
@@ -46,20 +57,74 @@ class Context:
     - ``idempotency_key``: stable for (group, source, event id); pass it downstream so a retry cannot act twice.
     - ``redis``: the worker's client, for the consumer's own bookkeeping under ``names.state(group, ...)``.
     - ``state``: what the consumer's lifespan yielded (API clients, settings).
+    - ``log``: a logger whose lines carry the event id, type, source, group, entry id and attempt.
+    - ``notes``: facts the handler recorded with :meth:`note`, shown by ``hookbus trace``.
+
+    One is made per delivery on the worker's hot path, so what a handler may not use (the idempotency key, the
+    logger) is only built when first asked for.
     """
 
-    group: str
-    consumer: str
-    stream: str
-    entry_id: str
-    delivery_count: int
-    idempotency_key: str
-    redis: aioredis.Redis
-    names: Names
-    state: Mapping[str, Any]
-    log: logging.LoggerAdapter[logging.Logger]
-    #: Facts the handler recorded with :meth:`note`, shown by ``hookbus trace`` (e.g. the downstream object id).
-    notes: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("_shared", "stream", "entry_id", "delivery_count", "_event", "_key", "_log", "_notes")
+
+    def __init__(self, shared: Shared, stream: str, entry_id: str, delivery_count: int, event: Event) -> None:
+        self._shared = shared
+        self.stream = stream
+        self.entry_id = entry_id
+        self.delivery_count = delivery_count
+        self._event = event
+        self._key: str | None = None
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+        self._notes: dict[str, str] | None = None
+
+    @property
+    def group(self) -> str:
+        return self._shared.group
+
+    @property
+    def consumer(self) -> str:
+        return self._shared.consumer
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._shared.redis
+
+    @property
+    def names(self) -> Names:
+        return self._shared.names
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        return self._shared.state
+
+    @property
+    def idempotency_key(self) -> str:
+        if self._key is None:
+            self._key = idempotency_key(self._shared.group, self._event.source, self._event.id)
+        return self._key
+
+    @property
+    def log_fields(self) -> dict[str, Any]:
+        """The fields every log line about this delivery carries."""
+        return {
+            "event_id": self._event.id,
+            "event_type": self._event.type,
+            "source": self._event.source,
+            "group": self._shared.group,
+            "entry_id": self.entry_id,
+            "attempt": self.delivery_count,
+        }
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        if self._log is None:
+            self._log = logging.LoggerAdapter(self._shared.handler_log, self.log_fields)
+        return self._log
+
+    @property
+    def notes(self) -> dict[str, str]:
+        if self._notes is None:
+            self._notes = {}
+        return self._notes
 
     def note(self, **facts: object) -> None:
         """Record facts about this delivery for the event's trace, e.g. ``ctx.note(quickbooks_id="146")``.

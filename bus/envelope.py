@@ -112,12 +112,15 @@ class Event:
         except KeyError as exc:
             raise EnvelopeError(f"envelope lacks required attribute {exc.args[0]!r}") from exc
         for value in (event_id, source, event_type, time):
-            if not (isinstance(value, str) and value):
+            if not (type(value) is str and value):
                 raise EnvelopeError("envelope attributes id, source, type and time must be non-empty strings")
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise EnvelopeError("envelope data must be a JSON object")
-        extensions = {k: v if isinstance(v, str) else str(v) for k, v in doc.items()} if doc else {}
-        return cls(event_id, source, event_type, time, data, subject, extensions)
+        # What is left are the extension attributes, as text (CloudEvents' canonical string form).
+        for name, value in doc.items():
+            if type(value) is not str:
+                doc[name] = str(value)
+        return _new_event(event_id, source, event_type, time, data, subject, doc)
 
     def to_fields(self) -> dict[bytes, bytes]:
         """The stream entry fields for XADD."""
@@ -130,3 +133,24 @@ class Event:
         if raw is None:
             raise EnvelopeError("stream entry has no 'event' field")
         return cls.from_json(raw)
+
+
+_set_id, _set_source, _set_type, _set_time, _set_data, _set_subject, _set_extensions = (
+    Event.__dict__[name].__set__ for name in ("id", "source", "type", "time", "data", "subject", "extensions")
+)
+
+
+def _new_event(
+    event_id: str, source: str, event_type: str, time: str, data: Any, subject: str | None, extensions: Any
+) -> Event:
+    """An :class:`Event` of already validated values, made without the frozen dataclass's ``__init__`` (which calls
+    ``object.__setattr__`` once per field): this runs once per delivery on the worker's hot path."""
+    event = object.__new__(Event)
+    _set_id(event, event_id)
+    _set_source(event, source)
+    _set_type(event, event_type)
+    _set_time(event, time)
+    _set_data(event, data)
+    _set_subject(event, subject)
+    _set_extensions(event, extensions)
+    return event

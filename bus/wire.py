@@ -56,6 +56,17 @@ def pack(commands: Iterable[Command]) -> bytes:
     return b"".join(parts)
 
 
+def bulk(data: bytes) -> bytes:
+    """One argument as a RESP bulk string, for callers that encode arguments as they make them (see
+    :func:`pack_bulks`)."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_bulks(bulks: Sequence[bytes]) -> bytes:
+    """The RESP encoding of one command whose arguments are already :func:`bulk` strings."""
+    return b"*%d\r\n%b" % (len(bulks), b"".join(bulks))
+
+
 @contextlib.asynccontextmanager
 async def lease(redis: aioredis.Redis) -> AsyncIterator[AbstractConnection]:
     """A connection of ``redis``'s pool for one exchange; disconnected if the exchange does not complete."""
@@ -84,13 +95,17 @@ async def exchange(redis: aioredis.Redis, commands: Sequence[Command]) -> list[A
     Retried once on a fresh connection after a connection error, as redis-py retries a single command: a pooled
     connection goes stale when the server restarts. Only for commands that are safe to repeat.
     """
-    payload = pack(commands)
+    return await exchange_packed(redis, pack(commands), len(commands))
+
+
+async def exchange_packed(redis: aioredis.Redis, payload: bytes, count: int) -> list[Any]:
+    """:func:`exchange` for ``count`` commands already RESP-encoded in ``payload``."""
     pool = redis.connection_pool
     for attempt in (1, 2):
         conn = await pool.get_connection()  # as lease(), spelled out: this runs once per publish
         try:
             await conn.send_packed_command(payload)
-            replies = [await read(conn) for _ in commands]
+            replies = [await read(conn) for _ in range(count)]
         except BaseException as exc:
             await conn.disconnect(nowait=True)
             if attempt == 2 or not isinstance(exc, RedisConnectionError):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -42,12 +43,12 @@ from redis.exceptions import ResponseError
 
 from . import metrics, pel, retention, trace, wire, workers
 from .connection import REDIS_DOWN, is_unavailable
-from .consumer import Consumer, Context, Resources, enter_lifespan
+from .consumer import Consumer, Context, Resources, Shared, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event
 from .errors import ConfigError, EnvelopeError, NotReady, PermanentError, RetryLater
 from .groups import ensure_groups, is_nogroup
-from .naming import Names, idempotency_key
+from .naming import Names
 from .ordering import to_unix_s
 from .ratelimit import Limiter
 
@@ -66,6 +67,14 @@ class Delivery(NamedTuple):
     entry_id: str
     fields: Mapping[bytes, bytes]
     delivery_count: int
+
+
+class _Acked(NamedTuple):
+    """An entry whose handler succeeded, waiting for its XACK: its id, and the trace record to append with it."""
+
+    entry_id: str
+    trace_key: str
+    record: bytes
 
 
 # Acks one stream's finished entries. KEYS[1] = stream, KEYS[2] = the group's retry hash, KEYS[3..] = trace keys;
@@ -172,19 +181,25 @@ class Worker:
         self._mover = DeadLetterMover(redis)
         self._stopping = asyncio.Event()
         self._inflight: dict[tuple[str, str], float] = {}
-        self._state: Mapping[str, Any] = {}
+        self._shared = Shared(self.group, self.name, redis, names, {}, logging.getLogger(f"hookbus.{self.group}"))
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
         self._trace_ttl_s = trace_ttl_s
-        # Trace records of entries handled successfully, pushed in the same script as their XACK.
-        self._acked_traces: dict[tuple[str, str], tuple[str, bytes]] = {}
-        # Entries whose handler succeeded, by stream, to ack alongside the next XREADGROUP (see _ack_and_read), and
-        # the ack in progress.
-        self._unacked: dict[str, list[str]] = {}
+        # The "acked" trace record with this worker's constant fields encoded once: "at", "attempt" and
+        # "duration_s" are filled in per delivery (see _acked_record).
+        constant = b',"step":"acked","group":%b,"consumer":%b,' % (orjson.dumps(self.group), orjson.dumps(self.name))
+        self._acked_template = b'{"at":%d' + constant.replace(b"%", b"%%") + b'"attempt":%d,"duration_s":%r}'
+        # Entries whose handler succeeded, by stream, each with its trace key and record: sent by the ack task as
+        # soon as it is free, at most one ack round trip in flight (see _queue_acks).
+        self._unacked: dict[str, list[_Acked]] = {}
+        self._ack_script = wire.bulk(_ACK.encode())
+        self._retry_hash_bulk = wire.bulk(self._retry_hash.encode())
+        self._group_bulk = wire.bulk(self.group.encode())
+        self._trace_ttl_bulk = wire.bulk(b"%d" % trace_ttl_s)
+        self._stop_deadline: float | None = None  # monotonic time the grace period ends, once stopping
         self._acking: asyncio.Future[None] | None = None
         # Per event type: the handler's metric children (labels() looked up once, not per event).
         self._type_metrics: dict[str, tuple[Any, Any, Any]] = {}
-        self._handler_log = logging.getLogger(f"hookbus.{self.group}")
         self._log_success = False  # whether "handled" lines are logged; read once per batch
         #: The rate limiter shared by every process (limits from the rules file's ``[ratelimits]``, or defaults).
         self.limiter = limiter or Limiter(redis, names)
@@ -204,7 +219,7 @@ class Worker:
         """Run until :meth:`stop`. Enters the consumer's lifespan once for the whole run."""
         resources = Resources(self._redis, self._names, self.limiter)
         async with enter_lifespan(self.consumer.lifespan, resources) as state:
-            self._state = state
+            self._shared = dataclasses.replace(self._shared, state=state)
             await self._retry_until_up(self._ensure_groups)
             metrics.initialize(groups={self.group: self.consumer.event_types})
             log.info("worker started", extra={"group": self.group, "consumer": self.name, "streams": self._streams})
@@ -250,22 +265,27 @@ class Worker:
     # -- reading -----------------------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        read_command = self._read_command()
+        read_command = wire.pack([self._read_command()])
         stop = asyncio.ensure_future(self._stopping.wait())
         outage = 0.2
+        read: asyncio.Future[list[Delivery]] | None = None
         try:
-            while not self._stopping.is_set():
-                read = asyncio.ensure_future(self._ack_and_read(read_command))
-                await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                if read is None:
+                    if self._stopping.is_set():
+                        return
+                    read = asyncio.ensure_future(self._read(read_command))
+                if not read.done():
+                    await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     # Stopping while blocked: entries Redis hands out after this point stay pending under our name
-                    # and are reclaimed after the visibility timeout, so cancelling loses nothing. Acks not sent yet
-                    # go out on the way out.
+                    # and are reclaimed after the visibility timeout, so cancelling loses nothing.
                     read.cancel()
                     await asyncio.gather(read, return_exceptions=True)
                     return
+                done, read = read, None
                 try:
-                    reply = read.result()
+                    deliveries = done.result()
                 except ResponseError as exc:
                     if is_unavailable(exc):  # OOM, BUSY (a long script), READONLY, LOADING…: wait like an outage
                         log.warning("redis refused the read", extra={"group": self.group, "error": str(exc)[:200]})
@@ -286,11 +306,18 @@ class Worker:
                     continue
                 outage = 0.2
                 self.heartbeat = self._clock()
-                deliveries = parse_read(reply)
+                self._queue_acks({})  # acks an outage held back go out again
+                if not self._stopping.is_set():
+                    # Read ahead: Redis prepares the next batch while this one's handlers run. (Read before a stop,
+                    # a batch is still handled, within what is left of the grace period.)
+                    read = asyncio.ensure_future(self._read(read_command))
                 if deliveries:
-                    await self._run_batch(deliveries, defer_ack=True)
+                    await self._run_batch(deliveries)
         finally:
             stop.cancel()
+            if read is not None:
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
             await self._flush_acks()
 
     def _read_command(self) -> list[wire.Arg]:
@@ -308,16 +335,32 @@ class Worker:
             *[">"] * len(self._streams),
         ]
 
-    async def _ack_and_read(self, read_command: list[wire.Arg]) -> Any:
-        """Send the next XREADGROUP, then the last batch's acks on another connection: Redis answers the read first,
-        so this worker handles the next batch while Redis runs the ack script (which appends a trace record per
-        entry, the costlier half of the exchange). Returns the raw XREADGROUP reply."""
+    async def _read(self, read_command: bytes) -> list[Delivery]:
+        """The next batch (XREADGROUP, pre-packed), each entry in flight from its receipt: its lease is extended and
+        this worker never reclaims it, even while it waits behind the batch before it."""
         async with wire.lease(self._redis) as conn:
-            await conn.send_packed_command(wire.pack([read_command]))
-            if self._unacked and (self._acking is None or self._acking.done()):
-                acks, self._unacked = self._unacked, {}
-                self._acking = asyncio.ensure_future(self._ack(acks, keep_on_outage=True))
-            return await conn.read_response()
+            await conn.send_packed_command(read_command)
+            deliveries = parse_read(await conn.read_response())
+        received = self._clock()
+        for d in deliveries:
+            self._inflight[(d.stream, d.entry_id)] = received
+        return deliveries
+
+    def _queue_acks(self, acks: Mapping[str, list[_Acked]]) -> None:
+        """Queue ``acks`` and make sure the ack task is sending: at once if it is idle, else right after its round
+        trip (which then takes everything queued meanwhile). Acks go out on their own connection, so the read loop
+        never waits for them, and Redis runs the ack script (the costlier half, with its trace records) while this
+        worker handles the next batch."""
+        for stream, items in acks.items():
+            self._unacked.setdefault(stream, []).extend(items)
+        if self._unacked and (self._acking is None or self._acking.done()):
+            self._acking = asyncio.ensure_future(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        while self._unacked:
+            acks, self._unacked = self._unacked, {}
+            if not await self._ack(acks, keep_on_outage=True):
+                return  # Redis unreachable: kept queued for the read loop's next successful read
 
     async def _flush_acks(self) -> None:
         """Ack what finished but was not acked yet (on the way out)."""
@@ -329,39 +372,37 @@ class Worker:
 
     # -- processing --------------------------------------------------------------------------------------------
 
-    async def _run_batch(self, deliveries: list[Delivery], *, defer_ack: bool = False) -> None:
-        """Handle ``deliveries`` concurrently, then ack the successes (one script per stream): at once, or with
-        ``defer_ack`` right behind the read loop's next XREADGROUP (see :meth:`_ack_and_read`).
+    async def _run_batch(self, deliveries: list[Delivery]) -> None:
+        """Handle ``deliveries`` concurrently and queue the successes' acks (see :meth:`_queue_acks`).
 
         Every entry counts as in flight from its receipt until it is acked (or its failure is recorded): entries
-        waiting for a concurrency slot, or done and waiting for the batch's XACK, keep their lease and are never
-        reclaimed by this worker.
+        waiting for a concurrency slot, or done and waiting for their XACK, keep their lease and are never reclaimed
+        by this worker.
         """
         received = self._clock()
         self._log_success = log.isEnabledFor(logging.INFO)
         for d in deliveries:
-            self._inflight[(d.stream, d.entry_id)] = received
-        acks: dict[str, list[str]] = {}
+            self._inflight.setdefault((d.stream, d.entry_id), received)
+        acks: dict[str, list[_Acked]] = {}
         try:
             acks = await self._run_tasks(deliveries)
-            if acks and not defer_ack:
-                await self._ack(acks)
-                acks = {}
         finally:
-            for stream, ids in acks.items():
-                self._unacked.setdefault(stream, []).extend(ids)
-            waiting = {(stream, entry_id) for stream, ids in acks.items() for entry_id in ids}
+            waiting = {(stream, a.entry_id) for stream, items in acks.items() for a in items}
             for d in deliveries:
                 key = (d.stream, d.entry_id)
                 if key not in waiting:
                     self._inflight.pop(key, None)
-                    self._acked_traces.pop(key, None)
+            self._queue_acks(acks)
 
-    async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[str]]:
+    async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[_Acked]]:
         """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
-        task per entry); returns the acked entry ids by stream. On stop, running handlers get ``grace_s``."""
+        task per entry); returns the acked entries by stream. On stop, running handlers get what is left of
+        ``grace_s``."""
+        acked: list[tuple[str, _Acked]] = []
         outcomes: list[Outcome | None] = [None] * len(deliveries)
         turns = iter(range(len(deliveries)))
+        if self._stopping.is_set() and self._grace_left() <= 0:
+            turns = iter(())  # read before the stop, but no time is left: they stay pending
 
         async def lane() -> None:
             # A lane holds one of the worker's ``concurrency`` slots (shared with the reclaimer's batches) while it
@@ -369,18 +410,19 @@ class Worker:
             async with self._concurrency:
                 for i in turns:
                     try:
-                        outcomes[i] = await self._handle(deliveries[i])
+                        outcomes[i] = await self._dispatch(deliveries[i], acked)
                     except Exception:  # a fault of the worker itself; handler failures are outcomes
                         outcomes[i] = Outcome.CANCELLED
                         log.error("worker error", exc_info=True, extra={"group": self.group})
 
         lanes = [asyncio.ensure_future(lane()) for _ in range(min(self._lanes, len(deliveries)))]
         everything = asyncio.gather(*lanes, return_exceptions=True)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({everything, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
+        if not self._stopping.is_set():
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({everything, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
         if not everything.done():  # stopping: give running handlers the grace period, then cancel them
-            await asyncio.wait({everything}, timeout=self._grace_s)
+            await asyncio.wait({everything}, timeout=max(0.0, self._grace_left()))
             if not everything.done():
                 for task in lanes:
                     task.cancel()
@@ -389,119 +431,116 @@ class Worker:
                     "grace period over; unfinished entries stay pending",
                     extra={"group": self.group, "unfinished": outcomes.count(None)},
                 )
-        acks: dict[str, list[str]] = {}
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            outcome = outcome or Outcome.CANCELLED
-            self.counts[outcome.value] += 1
-            if outcome is Outcome.ACKED:
-                acks.setdefault(delivery.stream, []).append(delivery.entry_id)
+        for outcome in outcomes:
+            self.counts[(outcome or Outcome.CANCELLED).value] += 1
+        acks: dict[str, list[_Acked]] = {}
+        for stream, item in acked:
+            acks.setdefault(stream, []).append(item)
         return acks
 
-    def _ack_command(self, stream: str, ids: list[str]) -> list[wire.Arg]:
-        keys: list[wire.Arg] = []
-        records: list[wire.Arg] = []
-        for entry_id in ids:
-            if traced := self._acked_traces.get((stream, entry_id)):
-                keys.append(traced[0])
-                records.append(traced[1])
-        keys = [stream, self._retry_hash, *keys]
-        return ["EVAL", _ACK, len(keys), *keys, self.group, self._trace_ttl_s, len(ids), *ids, *records]
+    def _grace_left(self) -> float:
+        """Seconds left of the grace period, which starts when the worker first sees it is stopping."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self._grace_s
+        return self._stop_deadline - time.monotonic()
 
-    def _acked(self, stream: str, ids: list[str], reply: Any) -> None:
-        """The ack script's ``reply`` for ``ids`` arrived (an exception if it failed): they leave the lease."""
+    def _ack_command(self, stream: str, items: list[_Acked]) -> bytes:
+        """The ack script call for ``items`` of ``stream``, RESP-encoded (per entry: its id, trace key and record)."""
+        ids = [wire.bulk(a.entry_id.encode()) for a in items]
+        keys = [wire.bulk(a.trace_key.encode()) for a in items]
+        records = [wire.bulk(a.record) for a in items]
+        head = [wire.bulk(b"EVAL"), self._ack_script, wire.bulk(b"%d" % (2 + len(keys)))]
+        head += [wire.bulk(stream.encode()), self._retry_hash_bulk]
+        args = [self._group_bulk, self._trace_ttl_bulk, wire.bulk(b"%d" % len(ids))]
+        return wire.pack_bulks([*head, *keys, *args, *ids, *records])
+
+    def _acked(self, stream: str, items: list[_Acked], reply: Any) -> None:
+        """The ack script's ``reply`` for ``items`` arrived (an exception if it failed): they leave the lease."""
         if isinstance(reply, Exception):
             # Not acked means redelivered later; handlers are idempotent, so this costs a repeat, never a loss.
             log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(reply)})
-        for entry_id in ids:
-            self._inflight.pop((stream, entry_id), None)
-            self._acked_traces.pop((stream, entry_id), None)
+        inflight = self._inflight
+        for a in items:
+            inflight.pop((stream, a.entry_id), None)
 
-    async def _ack(self, acks: Mapping[str, list[str]], *, keep_on_outage: bool = False) -> None:
+    async def _ack(self, acks: Mapping[str, list[_Acked]], *, keep_on_outage: bool = False) -> bool:
         """Ack now (one script per stream, one round trip). With ``keep_on_outage``, acks that could not be sent
-        because Redis is unreachable go back to ``_unacked`` (keeping their lease) for the read loop's next round."""
-        batches = [(stream, ids, self._ack_command(stream, ids)) for stream, ids in acks.items()]
+        because Redis is unreachable go back to the queue (keeping their lease) and False is returned."""
+        batches = [(stream, items) for stream, items in acks.items() if items]
         try:
-            replies: list[Any] = await wire.exchange(self._redis, [command for _, _, command in batches])
+            replies = await wire.exchange_packed(
+                self._redis, b"".join(self._ack_command(stream, items) for stream, items in batches), len(batches)
+            )
         except Exception as exc:  # never leave an entry leased forever: it is acked later, or redelivered
             if keep_on_outage and isinstance(exc, REDIS_DOWN):
-                for stream, ids in acks.items():
-                    self._unacked.setdefault(stream, []).extend(ids)
-                return
+                for stream, items in acks.items():
+                    self._unacked.setdefault(stream, []).extend(items)
+                return False
             replies = [exc] * len(batches)
-        for (stream, ids, _), reply in zip(batches, replies, strict=True):
-            self._acked(stream, ids, reply)
+        for (stream, items), reply in zip(batches, replies, strict=True):
+            self._acked(stream, items, reply)
+        return True
 
-    async def _handle(self, delivery: Delivery) -> Outcome:
-        outcome = await self._dispatch(delivery)
-        if outcome is not Outcome.ACKED:  # its retry time is recorded: any worker may take it when due
-            self._inflight.pop((delivery.stream, delivery.entry_id), None)
-        return outcome
-
-    async def _dispatch(self, delivery: Delivery) -> Outcome:
+    async def _dispatch(self, delivery: Delivery, acked: list[tuple[str, _Acked]]) -> Outcome:
+        """Run the handler of one delivery; on success append it to ``acked`` with its trace record."""
         try:
             event = Event.from_fields(delivery.fields)
         except EnvelopeError as exc:
-            return await self._dead_letter(delivery, "unknown", "EnvelopeError", str(exc), first_failure_ms=None)
+            return self._settled(
+                delivery, await self._dead_letter(delivery, "unknown", "EnvelopeError", str(exc), None)
+            )
         handler = self.consumer.handlers.get(event.type)
         if handler is None:  # only possible for a replayed or misrouted entry
-            return await self._dead_letter(delivery, event.type, "NoHandler", f"no handler for {event.type!r}", None)
-        extra = {
-            "event_id": event.id,
-            "event_type": event.type,
-            "source": event.source,
-            "group": self.group,
-            "entry_id": delivery.entry_id,
-            "attempt": delivery.delivery_count,
-        }
-        ctx = Context(
-            group=self.group,
-            consumer=self.name,
-            stream=delivery.stream,
-            entry_id=delivery.entry_id,
-            delivery_count=delivery.delivery_count,
-            idempotency_key=idempotency_key(self.group, event.source, event.id),
-            redis=self._redis,
-            names=self._names,
-            state=self._state,
-            log=logging.LoggerAdapter(self._handler_log, extra),
-        )
+            return self._settled(
+                delivery,
+                await self._dead_letter(delivery, event.type, "NoHandler", f"no handler for {event.type!r}", None),
+            )
+        ctx = Context(self._shared, delivery.stream, delivery.entry_id, delivery.delivery_count, event)
         duration_metric, acked_metric, latency_metric = self._metrics_for(event.type)
         started = time.perf_counter()
         try:
             await handler(event, ctx)
         except PermanentError as exc:
-            return await self._dead_letter(delivery, event.type, type(exc).__name__, exc.reason, None, extra)
+            fields = ctx.log_fields
+            return self._settled(
+                delivery, await self._dead_letter(delivery, event.type, type(exc).__name__, exc.reason, None, fields)
+            )
         except Exception as exc:  # any other failure is transient: retried with backoff
-            return await self._failed(delivery, event.type, exc, extra)
+            return self._settled(delivery, await self._failed(delivery, event.type, exc, ctx.log_fields))
         finally:
             elapsed = time.perf_counter() - started
             duration_metric.observe(elapsed)
-        duration = round(elapsed, 6)
         acked_metric.inc()
         now = self._clock()
-        record = {
-            "at": int(now * 1000),
-            "step": "acked",
-            "group": self.group,
-            "consumer": self.name,
-            "attempt": delivery.delivery_count,
-            "duration_s": duration,
-        }
-        if ctx.notes:
-            record["notes"] = ctx.notes
-        # The same record as trace.record("acked", …) builds, without its generic filtering (once per delivery).
-        self._acked_traces[(delivery.stream, delivery.entry_id)] = (
-            self._names.trace(event.source, event.id),
-            orjson.dumps(record),
-        )
+        duration = round(elapsed, 6)
+        notes = ctx.notes
+        if notes:
+            record = trace.record(
+                "acked",
+                int(now * 1000),
+                group=self.group,
+                consumer=self.name,
+                attempt=delivery.delivery_count,
+                duration_s=duration,
+                notes=notes,
+            )
+        else:  # the same record, from the template (once per delivery)
+            record = self._acked_template % (int(now * 1000), delivery.delivery_count, duration)
+        acked.append((delivery.stream, _Acked(delivery.entry_id, self._names.trace(event.source, event.id), record)))
         if received := event.extensions.get("receivedtime"):
             with contextlib.suppress(ValueError):
                 latency_metric.observe(now - to_unix_s(received))
         # One line per action at INFO. It costs ~15 µs per event: a deployment that wants every last event per
         # second can set HOOKBUS_LOG_LEVEL=WARNING and rely on the event's trace and the metrics instead.
         if self._log_success:
-            log.info("handled", extra=extra | {"outcome": "acked", "duration_s": duration, **ctx.notes})
+            log.info("handled", extra=ctx.log_fields | {"outcome": "acked", "duration_s": duration, **notes})
         return Outcome.ACKED
+
+    def _settled(self, delivery: Delivery, outcome: Outcome) -> Outcome:
+        """A delivery that will not be acked: its retry time is recorded (or it was dead-lettered), so any worker
+        may take it when due; it leaves this worker's lease."""
+        self._inflight.pop((delivery.stream, delivery.entry_id), None)
+        return outcome
 
     def _metrics_for(self, event_type: str) -> tuple[Any, Any, Any]:
         """The handler-duration, acked and latency metric children of ``event_type`` (labels() looked up once)."""
