@@ -1,4 +1,6 @@
-"""The ingest HTTP service (Starlette): verify → normalize → dedupe + XADD → answer.
+"""The ingest HTTP service: verify → normalize → dedupe + XADD → answer.
+
+The webhook route is a plain ASGI app (:class:`Ingest`), the hot path; the other routes are Starlette's.
 
 Routes:
 
@@ -27,10 +29,12 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from redis.exceptions import ResponseError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bus import metrics
 from bus.connection import REDIS_DOWN, connect, is_unavailable
@@ -43,8 +47,9 @@ from bus.ordering import to_unix_s
 from bus.publisher import Publisher
 from bus.registry import load_consumers
 
-from .body import BadContentLength, BodyTooLarge, read_body
+from .body import BadContentLength, BodyTooLarge, ClientDisconnect, check_length, read_body
 from .config import IngestSettings
+from .deadlines import Deadlines
 from .sources import configured_sources
 from .sources.base import PayloadError, SignatureError, Source
 
@@ -83,6 +88,34 @@ def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None
     return ORJSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
+#: A webhook answer for :meth:`Ingest.__call__`: status, JSON body, extra raw headers.
+Answer = tuple[int, bytes, Sequence[tuple[bytes, bytes]]]
+_NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
+_CLOSE = ((b"connection", b"close"),)
+_RETRY_LATER = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
+
+
+def _error(status: int, code: str, detail: str, headers: Sequence[tuple[bytes, bytes]] = _NO_HEADERS) -> Answer:
+    """:func:`error` as an :data:`Answer`."""
+    return status, orjson.dumps({"error": code, "detail": detail}), headers
+
+
+def _ok(doc: Mapping[str, object]) -> Answer:
+    return 200, orjson.dumps(doc), _NO_HEADERS
+
+
+_INTERNAL_ERROR = _error(500, "internal_error", "internal error; the delivery was not accepted")
+
+
+def webhook_source(scope: Scope) -> str | None:
+    """The ``{source}`` of a ``/webhooks/{source}`` request path (after the mount's ``root_path``), else None."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        path = path[len(root) :]
+    return path[10:] if path.startswith("/webhooks/") else None
+
+
 class Ingest:
     """The request handling, separate from app wiring so tests can inject a clock, sources and consumers."""
 
@@ -105,70 +138,102 @@ class Ingest:
         self._counters: dict[tuple[object, ...], Any] = {}
         self.clock = clock
         self.groups_ready = False
+        self._deadlines = Deadlines(BODY_TIMEOUT_S)  # read at construction, so tests can shorten it
 
     async def prepare_groups(self) -> None:
         """Create every installed consumer's groups, so nothing published from now on is missed by any of them."""
         await ensure_groups(self.redis, self.names, self.consumers)
         self.groups_ready = True
 
-    async def webhook(self, request: Request) -> Response:
-        name = request.path_params["source"]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /webhooks/{source}`` as a plain ASGI app: Starlette's request, routing and middleware layers would
+        cost more CPU than the rest of the webhook's handling. Answers are pre-encoded JSON; an unexpected error is
+        logged and answered 500 with the JSON error body, as the Starlette routes do."""
+        try:
+            status, body, headers = await self._webhook(webhook_source(scope) or "", scope, receive)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            status, body, headers = _INTERNAL_ERROR
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _webhook(self, name: str, scope: Scope, receive: Receive) -> Answer:
         source = self.sources.get(name)
         if source is None:
-            WEBHOOKS_RECEIVED.labels("unknown", "unknown_source").inc()
-            return error(404, "unknown_source", f"no configured source named {name[:100]!r}")
+            self._outcome("unknown", "unknown_source").inc()
+            return _error(404, "unknown_source", f"no configured source named {name[:100]!r}")
+        headers = Headers(scope=scope)
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
-                body = await read_body(request, source.max_body_bytes)
-        except TimeoutError:
-            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
-            return error(
-                408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT_S} s", {"Connection": "close"}
-            )
+            check_length(headers.get("content-length"), source.max_body_bytes)
+            ticket = self._deadlines.begin()
+            try:
+                body = await read_body(receive, source.max_body_bytes)
+            except asyncio.CancelledError:
+                if not self._deadlines.expired(ticket):
+                    raise
+                self._outcome(name, "bad_request").inc()
+                timeout_s = self._deadlines.timeout_s
+                return _error(408, "request_timeout", f"the body did not arrive within {timeout_s} s", _CLOSE)
+            finally:
+                self._deadlines.end(ticket)
         except BodyTooLarge as exc:
-            WEBHOOKS_RECEIVED.labels(name, "too_large").inc()
-            return error(413, "body_too_large", str(exc), {"Connection": "close"})
+            self._outcome(name, "too_large").inc()
+            return _error(413, "body_too_large", str(exc), _CLOSE)
         except BadContentLength as exc:
-            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
-            return error(400, "bad_request", str(exc))
+            self._outcome(name, "bad_request").inc()
+            return _error(400, "bad_request", str(exc))
         except ClientDisconnect:
             # The sender went away mid-body: nothing to verify, nobody to answer. Counted, not an error.
-            WEBHOOKS_RECEIVED.labels(name, "client_disconnected").inc()
-            return error(400, "client_disconnected", "the client closed the connection before sending the body")
+            self._outcome(name, "client_disconnected").inc()
+            return _error(400, "client_disconnected", "the client closed the connection before sending the body")
         now = self.clock()
         try:
-            source.verify(request.headers, body, now)
+            signed_at = source.verify(headers, body, now)
         except SignatureError as exc:
-            WEBHOOKS_RECEIVED.labels(name, "bad_signature").inc()
-            return error(401, "bad_signature", str(exc))
-        self._note_clock_skew(source, request, now)
+            self._outcome(name, "bad_signature").inc()
+            return _error(401, "bad_signature", str(exc))
+        if signed_at is None:  # a TimestampedSource whose verify() does not return the time (attribute check: below)
+            signed_at_of = getattr(source, "signed_at", None)
+            signed_at = signed_at_of(headers) if signed_at_of is not None else None
+        if signed_at is not None and signed_at > now:
+            self._skew(name).inc()
         try:
             # A source that reads headers too has parse_request (a RequestSource); a plain attribute check, since a
             # runtime-checkable Protocol's isinstance costs microseconds on every request.
             parse_request = getattr(source, "parse_request", None)
             if parse_request is not None:
-                delivery = parse_request(request.headers, body)
+                delivery = parse_request(headers, body)
             else:
                 delivery = source.parse(body)
         except PayloadError as exc:
-            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
-            return error(exc.status_code, exc.code, str(exc))
+            self._outcome(name, "bad_request").inc()
+            return _error(exc.status_code, exc.code, str(exc))
         except (ValueError, ArithmeticError, UnicodeError) as exc:
             # A value no check anticipated (a year-9999 time, an invalid URL): the same bytes would fail again, so
             # this is the sender's bad request, not our outage; a 500 would only make the provider retry forever.
-            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
+            self._outcome(name, "bad_request").inc()
             log.warning("malformed payload", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
-            return error(400, "bad_request", f"malformed payload: {type(exc).__name__}: {exc}"[:300])
+            return _error(400, "bad_request", f"malformed payload: {type(exc).__name__}: {exc}"[:300])
         if future := _from_the_future(delivery.events, time.time()):  # the wall clock, not the signature clock
-            WEBHOOKS_RECEIVED.labels(name, "bad_request").inc()
-            return error(400, "bad_request", f"event time {future} is more than a day in the future")
+            self._outcome(name, "bad_request").inc()
+            return _error(400, "bad_request", f"event time {future} is more than a day in the future")
         if not delivery.events:
-            WEBHOOKS_RECEIVED.labels(name, "unhandled_type").inc()
+            self._outcome(name, "unhandled_type").inc()
             log.info(
                 "ignored unhandled type",
                 extra={"source": name, "event_id": delivery.event_id, "provider_type": delivery.provider_type},
             )
-            return ORJSONResponse({"status": "ignored", "event_id": delivery.event_id})
+            return _ok({"status": "ignored", "event_id": delivery.event_id})
         received = utc_now_rfc3339()
         events = [
             Event(e.id, e.source, e.type, e.time, e.data, e.subject, {**e.extensions, "receivedtime": received})
@@ -182,19 +247,17 @@ class Ingest:
         except (*REDIS_DOWN, ResponseError) as exc:
             if isinstance(exc, ResponseError) and not is_unavailable(exc):
                 raise
-            WEBHOOKS_RECEIVED.labels(name, "unavailable").inc()
+            self._outcome(name, "unavailable").inc()
             log.warning(
                 "redis unreachable; answered 503",
                 extra={"source": name, "event_id": delivery.event_id, "error": repr(exc)},
             )
-            return error(
-                503, "unavailable", "event store unreachable; retry later", {"Retry-After": str(RETRY_AFTER_S)}
-            )
+            return _error(503, "unavailable", "event store unreachable; retry later", _RETRY_LATER)
         if result.duplicate:
-            WEBHOOKS_RECEIVED.labels(name, "duplicate").inc()
+            self._outcome(name, "duplicate").inc()
             log.info("duplicate dropped", extra={"source": name, "event_id": delivery.event_id})
-            return ORJSONResponse({"status": "duplicate", "event_id": delivery.event_id})
-        self._counter(WEBHOOKS_RECEIVED, name, "accepted").inc()
+            return _ok({"status": "duplicate", "event_id": delivery.event_id})
+        self._outcome(name, "accepted").inc()
         info = log.isEnabledFor(logging.INFO)
         for event, entry_id in zip(events, result.entry_ids, strict=True):
             self._counter(EVENTS_PUBLISHED, name, event.type).inc()
@@ -203,9 +266,14 @@ class Ingest:
                     "published",
                     extra={"source": name, "event_id": event.id, "event_type": event.type, "entry_id": entry_id},
                 )
-        return ORJSONResponse(
-            {"status": "accepted", "event_id": delivery.event_id, "entry_ids": list(result.entry_ids)}
-        )
+        return _ok({"status": "accepted", "event_id": delivery.event_id, "entry_ids": result.entry_ids})
+
+    def _outcome(self, source: str, outcome: str) -> Any:
+        """The ``hookbus_webhooks_received_total`` child for ``source`` and ``outcome``."""
+        return self._counter(WEBHOOKS_RECEIVED, source, outcome)
+
+    def _skew(self, source: str) -> Any:
+        return self._counter(WEBHOOK_CLOCK_SKEW, source)
 
     def _counter(self, metric: Counter, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once per label set (labels() takes a lock and builds a tuple)."""
@@ -222,11 +290,6 @@ class Ingest:
         if dedupe_ttl_s not in self._publishers:
             self._publishers[dedupe_ttl_s] = Publisher(self.redis, self.names, dedupe_ttl_s=dedupe_ttl_s)
         return self._publishers[dedupe_ttl_s]
-
-    def _note_clock_skew(self, source: Source, request: Request, now: float) -> None:
-        signed_at = getattr(source, "signed_at", None)  # a TimestampedSource (attribute check: see webhook())
-        if signed_at is not None and signed_at(request.headers) > now:
-            WEBHOOK_CLOCK_SKEW.labels(source.name).inc()
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -252,6 +315,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
     return error(500, "internal_error", "internal error; the delivery was not accepted")
+
+
+class IngestApp(Starlette):
+    """The Starlette app, except that ``POST /webhooks/{source}`` goes straight to :class:`Ingest` (a plain ASGI
+    app), skipping the routing and middleware layers; every other request is Starlette's."""
+
+    def __init__(self, ingest: Ingest, **options: Any) -> None:
+        super().__init__(**options)
+        self.ingest = ingest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and webhook_source(scope) is not None:
+            await self.ingest(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -291,9 +369,11 @@ def create_app(
         if own_redis:
             await client.aclose()
 
-    app = Starlette(
+    app = IngestApp(
+        ingest,
         routes=[
-            Route("/webhooks/{source:path}", ingest.webhook, methods=["POST"]),
+            # Served by IngestApp.__call__ directly; routed here too for the 405 of other methods.
+            Route("/webhooks/{source:path}", ingest, methods=["POST"]),
             Route("/healthz", ingest.healthz, methods=["GET"]),
             Route("/readyz", ingest.readyz, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),

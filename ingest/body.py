@@ -6,7 +6,10 @@ the limit has arrived, so an unauthenticated sender cannot make ingest buffer mo
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
+
+__all__ = ["BadContentLength", "BodyTooLarge", "ClientDisconnect", "check_length", "read_body"]
 
 
 class BodyTooLarge(Exception):
@@ -21,19 +24,45 @@ class BadContentLength(Exception):
     """The Content-Length header is not a non-negative integer."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body bytes, unchanged. Raises :class:`BodyTooLarge` or :class:`BadContentLength`."""
-    declared = request.headers.get("content-length")
+def check_length(declared: str | None, limit: int) -> None:
+    """Refuse a ``Content-Length`` value (``None``: absent) that is malformed or above ``limit`` bytes.
+
+    Raises :class:`BadContentLength` or :class:`BodyTooLarge`."""
     if declared is not None:
         if not declared.isdigit():
             raise BadContentLength(f"invalid Content-Length {declared[:32]!r}")
         if int(declared) > limit:
             raise BodyTooLarge(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The raw body bytes of an ASGI HTTP request, unchanged, read from ``receive`` (check the declared length first
+    with :func:`check_length`).
+
+    Raises :class:`BodyTooLarge` as soon as more than ``limit`` bytes arrived, and ``ClientDisconnect`` when the
+    sender goes away first.
+    """
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnect()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the whole body in one message: the usual case
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
         if size > limit:
             raise BodyTooLarge(limit)
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise BodyTooLarge(limit)
     return b"".join(chunks)

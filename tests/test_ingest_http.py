@@ -281,3 +281,45 @@ async def test_a_stalled_body_times_out(redis, monkeypatch) -> None:  # type: ig
 
         r = await client.post("/webhooks/stripe", content=stalls(), headers={"Stripe-Signature": "t=1,v1=00"})
     assert (r.status_code, r.json()["error"]) == (408, "request_timeout")
+
+
+async def test_an_unexpected_error_is_a_json_500_and_other_methods_a_json_405(redis) -> None:  # type: ignore[no-untyped-def]
+    from ingest.app import create_app
+    from ingest.config import IngestSettings
+    from ingest.sources.stripe import StripeSource
+
+    class Broken(StripeSource):
+        def parse(self, body: bytes, *, received_at: float | None = None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug")
+
+    app = create_app(IngestSettings(), redis=redis, sources={"stripe": Broken([SECRET])}, consumers=[])
+    body = samples.payment_intent_succeeded(amount=100, currency="usd")
+    async with ingest_client(app) as client:
+        r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["error"]) == (500, "internal_error")
+        assert r.headers["content-type"] == "application/json"
+        r = await client.put("/webhooks/stripe", content=body)
+        assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_a_sender_leaving_mid_body_is_counted_not_published(redis) -> None:  # type: ignore[no-untyped-def]
+    from ingest.app import create_app
+    from ingest.config import IngestSettings
+    from ingest.sources.stripe import StripeSource
+
+    app = create_app(IngestSettings(), redis=redis, sources={"stripe": StripeSource([SECRET])}, consumers=[])
+    messages = [{"type": "http.request", "body": b'{"id":', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive():  # type: ignore[no-untyped-def]
+        return messages.pop(0)
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/webhooks/stripe", "headers": [], "root_path": ""}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert orjson.loads(sent[1]["body"])["error"] == "client_disconnected"
+    assert await redis.xlen(STREAM) == 0
