@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import Counter, Histogram
 
+from .loopmetrics import LoopCounter, LoopHistogram
+
 WEBHOOK_OUTCOMES = (
     "accepted",
     "duplicate",
@@ -35,12 +37,13 @@ WEBHOOK_CLOCK_SKEW = Counter(
 EVENTS_PUBLISHED = Counter(
     "hookbus_events_published_total", "Events written to their streams, by source and event type.", ["source", "type"]
 )
-MESSAGES_HANDLED = Counter(
+# The worker's per-event metrics are updated on its event loop only: lock-free (see bus.loopmetrics).
+MESSAGES_HANDLED = LoopCounter(
     "hookbus_messages_handled_total",
     "Stream entries handled by a consumer group, by outcome (acked, retry, dead_lettered, cancelled).",
     ["group", "type", "outcome"],
 )
-HANDLER_DURATION = Histogram(
+HANDLER_DURATION = LoopHistogram(
     "hookbus_handler_duration_seconds",
     "Time a handler took, successful or not.",
     ["group", "type"],
@@ -88,7 +91,7 @@ RATELIMIT_RELEASED = Counter(
 RATELIMIT_PAUSED = Counter(
     "hookbus_ratelimit_paused_total", "Pauses of a downstream API key after a 429 or quota error.", ["api"]
 )
-EVENT_LATENCY = Histogram(
+EVENT_LATENCY = LoopHistogram(
     "hookbus_event_latency_seconds",
     "End-to-end latency from webhook receipt at ingest to the handler's successful completion.",
     ["group", "type"],
