@@ -27,6 +27,7 @@ __all__ = [
     "check_timestamped_hmac",
     "UnsupportedMediaType",
     "header_value",
+    "hmac_sha256",
     "hmac_sha256_hex",
     "matches_any",
 ]
@@ -83,11 +84,13 @@ class Source(Protocol):
     name: str
     max_body_bytes: int
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> float | None:
         """Check the signature of ``body`` (the raw bytes as received) at Unix time ``now`` (seconds).
 
         ``headers`` is looked up case-insensitively (the app passes a ``starlette.datastructures.Headers``).
-        Raises :class:`SignatureError`; returns ``None`` when the delivery is authentic and fresh.
+        Raises :class:`SignatureError`. For an authentic and fresh delivery, returns the Unix time (seconds) it was
+        signed at when the scheme signs one and the source has it at hand (ingest counts a time in its future as
+        clock skew, without parsing the header again), else ``None``.
         """
         ...
 
@@ -108,7 +111,8 @@ class RequestSource(Protocol):
 
 @runtime_checkable
 class TimestampedSource(Protocol):
-    """A source whose signature covers a timestamp; ingest counts timestamps in its future as clock skew."""
+    """A source whose signature covers a timestamp; ingest counts timestamps in its future as clock skew. Asked only
+    when :meth:`Source.verify` returned ``None``."""
 
     def signed_at(self, headers: Mapping[str, str]) -> float:
         """Unix time (seconds) the delivery was signed at, from an already verified delivery's headers."""
@@ -135,6 +139,12 @@ def hmac_sha256_hex(key: bytes, message: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
+def hmac_sha256(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 keyed with ``key`` and fed nothing yet: ``.copy()`` it per message, which skips hashing the key
+    again (about a third of the cost of a fresh ``hmac.new`` for a 1 KB message)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def matches_any(expected: str, candidates: Iterable[str]) -> bool:
     """Whether any candidate equals ``expected``, compared in constant time.
 
@@ -149,7 +159,7 @@ def matches_any(expected: str, candidates: Iterable[str]) -> bool:
 
 
 def check_timestamped_hmac(
-    keys: Iterable[bytes],
+    macs: Iterable[hmac.HMAC],
     timestamp: int,
     candidates: Iterable[str],
     body: bytes,
@@ -160,14 +170,20 @@ def check_timestamped_hmac(
 ) -> None:
     """The ``t=…,v1=…`` scheme Stripe and Calendly share: hex HMAC-SHA256 of ``"{t}.{raw body}"`` under each key
     must equal one of ``candidates`` (constant time, every key × every candidate), and ``t`` (Unix seconds) must be
-    at most ``tolerance_s`` old. The signature is checked first, so the age message is only given for an authentic
-    delivery. ``what`` names the signature in messages (``"Stripe"``). Raises :class:`SignatureError`.
+    at most ``tolerance_s`` old. ``macs`` are the keys as :func:`hmac_sha256` objects (copied, never updated). The
+    signature is checked first, so the age message is only given for an authentic delivery. ``what`` names the
+    signature in messages (``"Stripe"``). Raises :class:`SignatureError`.
     """
-    signed = f"{timestamp}.".encode() + bytes(body)
-    wanted = list(candidates)
+    prefix = b"%d." % timestamp
+    wanted = [candidate.encode("utf-8", "replace") for candidate in candidates]
     found = False
-    for key in keys:
-        found |= matches_any(hmac_sha256_hex(key, signed), wanted)
+    for mac in macs:
+        signed = mac.copy()
+        signed.update(prefix)
+        signed.update(body)
+        expected = signed.hexdigest().encode()
+        for candidate in wanted:
+            found |= hmac.compare_digest(expected, candidate)
     if not found:
         raise SignatureError(f"no {what} signature matches the payload")
     if now - timestamp > tolerance_s:

@@ -50,7 +50,15 @@ from pydantic_settings import NoDecode
 from bus.config import HookbusSettings
 from bus.envelope import Event, from_unix
 
-from .base import Delivery, PayloadError, SignatureError, check_timestamped_hmac, header_value, hmac_sha256_hex
+from .base import (
+    Delivery,
+    PayloadError,
+    SignatureError,
+    check_timestamped_hmac,
+    header_value,
+    hmac_sha256,
+    hmac_sha256_hex,
+)
 from .bookings import UNSIGNED_REJECTED, booking_data, e164, instant, known_trigger, optional_str, time_zone
 
 __all__ = [
@@ -155,6 +163,7 @@ class CalendlySource:
         if tolerance_s <= 0 or max_body_bytes <= 0:
             raise ValueError("tolerance_s and max_body_bytes must be positive")
         self._keys = keys
+        self._macs = tuple(hmac_sha256(key) for key in keys)
         self.signature = signature
         self.tolerance_s = tolerance_s
         self.max_body_bytes = max_body_bytes
@@ -162,16 +171,19 @@ class CalendlySource:
     def __repr__(self) -> str:
         return f"CalendlySource(keys=<{len(self._keys)} hidden>, signature={self.signature!r})"
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
-        """Check ``Calendly-Webhook-Signature`` over the raw body at Unix time ``now``. Raises SignatureError."""
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> float | None:
+        """Check ``Calendly-Webhook-Signature`` over the raw body at Unix time ``now``. Raises SignatureError.
+
+        Returns the signature's ``t=`` (Unix seconds), or ``None`` when signatures are off."""
         if self.signature == "none":
-            return
+            return None
         value = header_value(headers, SIGNATURE_HEADER)
         if not value:
             UNSIGNED_REJECTED.labels(self.name, known_trigger(_trigger_of(body), TRIGGERS)).inc()
             raise SignatureError("missing Calendly-Webhook-Signature header")
         timestamp, candidates = _parse_header(value)
-        check_timestamped_hmac(self._keys, timestamp, candidates, body, now, self.tolerance_s, what="Calendly")
+        check_timestamped_hmac(self._macs, timestamp, candidates, body, now, self.tolerance_s, what="Calendly")
+        return float(timestamp)
 
     def signed_at(self, headers: Mapping[str, str]) -> float:
         """The ``t=`` of a verified delivery (Unix seconds); 0 when unsigned."""

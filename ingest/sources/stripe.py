@@ -11,7 +11,7 @@ ignored (never accepted in place of ``v1``).
 
 Replay window: a delivery whose ``t`` is more than ``tolerance_s`` seconds older than the receiver clock is rejected
 (exactly ``tolerance_s`` old is accepted). A ``t`` in the *future* is accepted, as stripe-python does (case 003,
-item 3); the app can measure the skew with :func:`timestamp_of` and count it.
+item 3); the app counts the skew from what :meth:`StripeSource.verify` returns.
 
 Normalization (https://docs.stripe.com/api/events/types):
 
@@ -37,7 +37,15 @@ import orjson
 
 from bus.envelope import Event, from_unix
 
-from .base import Delivery, PayloadError, SignatureError, check_timestamped_hmac, header_value, hmac_sha256_hex
+from .base import (
+    Delivery,
+    PayloadError,
+    SignatureError,
+    check_timestamped_hmac,
+    header_value,
+    hmac_sha256,
+    hmac_sha256_hex,
+)
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -87,8 +95,7 @@ def _parse_header(value: str) -> tuple[int, list[str]]:
 def timestamp_of(header_value: str) -> int:
     """The ``t`` (Unix seconds) of a ``Stripe-Signature`` value. Raises :class:`SignatureError` if unparsable.
 
-    Meant for the app to measure clock skew (``t - now`` > 0 means the sender's clock is ahead) after
-    :meth:`StripeSource.verify` succeeded.
+    ``t - now`` > 0 means the sender's clock is ahead; :meth:`StripeSource.verify` returns the same value.
     """
     return _parse_header(header_value)[0]
 
@@ -131,17 +138,19 @@ class StripeSource:
         if max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
         self._keys = keys
+        self._macs = tuple(hmac_sha256(key) for key in keys)
         self.tolerance_s = tolerance_s
         self.max_body_bytes = max_body_bytes
 
     def __repr__(self) -> str:
         return f"StripeSource(secrets=<{len(self._keys)} hidden>, tolerance_s={self.tolerance_s})"
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> float:
         """Check ``Stripe-Signature`` over the raw ``body`` at Unix time ``now`` (seconds). Raises SignatureError.
 
         Every configured secret × every ``v1`` in the header is compared in constant time; the signature is checked
-        before the age, so a stale-timestamp message is only given for an authentic delivery.
+        before the age, so a stale-timestamp message is only given for an authentic delivery. Returns the header's
+        ``t`` (Unix seconds), which may lie in the future (see the module doc).
         """
         value = header_value(headers, SIGNATURE_HEADER)
         if not value:
@@ -149,7 +158,8 @@ class StripeSource:
         timestamp, candidates = _parse_header(value)
         if not candidates:
             raise SignatureError("no v1 signature in Stripe-Signature header")
-        check_timestamped_hmac(self._keys, timestamp, candidates, body, now, self.tolerance_s, what="Stripe")
+        check_timestamped_hmac(self._macs, timestamp, candidates, body, now, self.tolerance_s, what="Stripe")
+        return float(timestamp)
 
     def signed_at(self, headers: Mapping[str, str]) -> float:
         """The ``t=`` of a verified delivery's ``Stripe-Signature`` (Unix seconds)."""
