@@ -114,13 +114,20 @@ class Publisher:
         self._maxlen = maxlen
         self._calls = ScriptCalls(redis, _PUBLISH, shared=[dedupe_ttl_s, maxlen or 0])
 
-    async def publish(self, events: Sequence[Event], *, dedupe_id: tuple[str, str] | None = None) -> PublishResult:
+    async def publish(
+        self,
+        events: Sequence[Event],
+        *,
+        dedupe_id: tuple[str, str] | None = None,
+        envelopes: Sequence[bytes] | None = None,
+    ) -> PublishResult:
         """Publish ``events`` (each to its type's stream) in one atomic step.
 
         ``dedupe_id`` is ``(source, provider event id)``: when given and already seen within the TTL, nothing is
-        written and the result says ``duplicate``.
+        written and the result says ``duplicate``. ``envelopes``: the events' envelopes already encoded, one per
+        event in order (ingest encodes them with its ``receivedtime`` added); default ``Event.to_json()`` of each.
         """
-        keys, args = self._script_args(events, dedupe_id)
+        keys, args = self._script_args(events, dedupe_id, envelopes)
         return _result(await self._calls(keys, args))
 
     async def publish_many(
@@ -139,14 +146,18 @@ class Publisher:
             results.append(_result(reply))
         return results
 
-    def _script_args(self, events: Sequence[Event], dedupe_id: tuple[str, str] | None) -> tuple[list[Arg], list[Arg]]:
+    def _script_args(
+        self, events: Sequence[Event], dedupe_id: tuple[str, str] | None, envelopes: Sequence[bytes] | None = None
+    ) -> tuple[list[Arg], list[Arg]]:
         if not events:
             raise ValueError("nothing to publish")
+        if envelopes is not None and len(envelopes) != len(events):
+            raise ValueError("one envelope per event")
         names = self._names
         dedupe_key = names.dedupe(*dedupe_id) if dedupe_id else ""
         trace_key = names.trace(events[0].source, events[0].id) if self._trace else ""
         keys: list[Arg] = [dedupe_key, trace_key, *(names.stream(e.type) for e in events)]
-        args: list[Arg] = [len(events), *(e.to_json() for e in events)]
+        args: list[Arg] = [len(events), *(envelopes if envelopes is not None else [e.to_json() for e in events])]
         return keys, args
 
 

@@ -51,6 +51,7 @@ from bus.registry import load_consumers
 from .body import BadContentLength, BodyTooLarge, ClientDisconnect, check_length, read_body
 from .config import IngestSettings
 from .deadlines import Deadlines
+from .envelopes import envelope_json
 from .sources import configured_sources
 from .sources.base import PayloadError, SignatureError, Source
 
@@ -235,16 +236,14 @@ class Ingest:
                 extra={"source": name, "event_id": delivery.event_id, "provider_type": delivery.provider_type},
             )
             return _ok({"status": "ignored", "event_id": delivery.event_id})
-        received = utc_now_rfc3339()
-        events = [
-            Event(e.id, e.source, e.type, e.time, e.data, e.subject, {**e.extensions, "receivedtime": received})
-            for e in delivery.events
-        ]
+        events = delivery.events
+        received = {"receivedtime": utc_now_rfc3339()}
+        envelopes = [envelope_json(event, received) for event in events]
         try:
             if not self.groups_ready:
                 await self.prepare_groups()
             publisher = self._publisher_for(delivery.dedupe_ttl_s)
-            result = await publisher.publish(events, dedupe_id=(name, delivery.event_id))
+            result = await publisher.publish(events, dedupe_id=(name, delivery.event_id), envelopes=envelopes)
         except (*REDIS_DOWN, ResponseError) as exc:
             if isinstance(exc, ResponseError) and not is_unavailable(exc):
                 raise

@@ -200,7 +200,7 @@ class StripeSource:
             id=event_id,
             source=self.name,
             type=kind,
-            time=from_unix(_created(event, obj, received_at)),
+            time=_rfc3339(_created(event, obj, received_at)),
             data=payload,
             subject=subject,
         )
@@ -265,6 +265,17 @@ def _livemode(event: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
             raise PayloadError("Stripe livemode must be a boolean")
         return value
     return False
+
+
+#: 9999-12-31T23:59:59Z: the last whole second :func:`bus.envelope.from_unix` can format.
+_LAST_RFC3339_S = 253_402_300_799
+
+
+def _rfc3339(seconds: int | float) -> str:
+    """:func:`bus.envelope.from_unix`, the same text; whole seconds (Stripe's ``created``) at half the cost."""
+    if type(seconds) is int and 0 <= seconds <= _LAST_RFC3339_S:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(seconds))
+    return from_unix(seconds)
 
 
 def _created(event: Mapping[str, Any], obj: Mapping[str, Any], received_at: float | None) -> int | float:
