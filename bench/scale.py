@@ -29,7 +29,7 @@ def measure(*, seconds: float = 3.0, rounds: int = 2, events: int = 200_000) -> 
         for r in range(rounds):
             order = WORKER_PROCS if r % 2 == 0 else tuple(reversed(WORKER_PROCS))
             for n in order:
-                rate, _ = worker_rate.run_one(valkey, "hookbus", procs=n, total=events, seconds=seconds)
+                rate, *_ = worker_rate.run_one(valkey, "hookbus", procs=n, total=events, seconds=seconds)
                 workers[n].add(rate)
     ingest = ingest_rate.measure(rounds=rounds, duration_s=seconds, servers=("hookbus@1", "hookbus@2"))
     one, two = (ingest["_series"]["rate"][k] for k in ("hookbus@1", "hookbus@2"))

@@ -77,9 +77,9 @@ def _group(client: redis.Redis, name: str) -> dict[str, Any]:
 
 def drain_rate(
     client: redis.Redis, group: str, procs: Sequence[Child], *, total: int, seconds: float
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Acked entries per second of ``group``, from its first ack until ``total`` are acked or ``seconds`` passed,
-    and the consumer processes' CPU time per acked entry (µs) over the same window."""
+    and the consumer processes' and the Redis server's CPU time per acked entry (µs) over the same window."""
 
     def acked() -> int:
         info = _group(client, group)
@@ -92,13 +92,22 @@ def drain_rate(
         time.sleep(0.005)
     began = time.monotonic()
     cpu_before = sum(cpu_seconds(p.popen.pid) for p in procs)
+    redis_before = redis_cpu_seconds(client)
     count = first
     while count < total and time.monotonic() - began < seconds:
         time.sleep(0.01)
         count = acked()
     elapsed = time.monotonic() - began
     cpu = sum(cpu_seconds(p.popen.pid) for p in procs) - cpu_before
-    return (count - first) / elapsed, cpu / max(1, count - first) * 1e6
+    redis_cpu = redis_cpu_seconds(client) - redis_before
+    acked_n = max(1, count - first)
+    return (count - first) / elapsed, cpu / acked_n * 1e6, redis_cpu / acked_n * 1e6
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """CPU time the Redis server has used (user + system, from INFO cpu), in seconds."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def argv_for(kind: str, url: str, group: str, *, hiredis: bool = True) -> list[str]:
@@ -118,8 +127,9 @@ _runs = 0
 
 def run_one(
     valkey: Valkey, kind: str, *, procs: int = 1, hiredis: bool = True, total: int, seconds: float, **env: str
-) -> tuple[float, float]:
-    """One contender's throughput (events/s) through a fresh group on the pre-filled stream, and its CPU µs/event."""
+) -> tuple[float, float, float]:
+    """One contender's throughput (events/s) through a fresh group on the pre-filled stream, and its and the Redis
+    server's CPU µs/event."""
     global _runs
     _runs += 1
     group = f"{kind}_{_runs}"
@@ -173,6 +183,7 @@ def measure(
         contenders = [c for c in contenders if not c.startswith("faststream")]
     rates = {name: Series() for name in contenders}
     cpu = {name: Series() for name in contenders}
+    redis_cpu = {name: Series() for name in contenders}
     ratios: dict[str, Series] = {}
     with Valkey() as valkey:
         prefilled = time.monotonic()
@@ -183,9 +194,10 @@ def measure(
             order = list(contenders[r % len(contenders) :]) + list(contenders[: r % len(contenders)])
             for name in order:
                 # FastStream per message is slow: a shorter window is enough for a steady rate.
-                this_round[name], cpu_us = run_one(valkey, total=events, seconds=seconds, **CONTENDERS[name])
+                this_round[name], cpu_us, redis_us = run_one(valkey, total=events, seconds=seconds, **CONTENDERS[name])
                 rates[name].add(this_round[name])
                 cpu[name].add(cpu_us)
+                redis_cpu[name].add(redis_us)
             for label, (num, den, _) in RATIOS.items():
                 if num in this_round and den in this_round:
                     ratios.setdefault(label, Series()).add(this_round[num] / this_round[den])
@@ -197,17 +209,21 @@ def measure(
         "rounds": rounds,
         "events_per_s": {k: v.as_json(0) for k, v in rates.items()},
         "consumer_cpu_us_per_event": {k: v.as_json(1) for k, v in cpu.items()},
+        "redis_cpu_us_per_event": {k: v.as_json(1) for k, v in redis_cpu.items()},
         "ratios": {k: v.as_json(3) for k, v in ratios.items()},
-        "_series": {"rates": rates, "cpu": cpu, "ratios": ratios},
+        "_series": {"rates": rates, "cpu": cpu, "redis_cpu": redis_cpu, "ratios": ratios},
     }
 
 
 def report(result: dict[str, Any]) -> str:
-    rates, cpu, ratios = (result["_series"][k] for k in ("rates", "cpu", "ratios"))
-    rows = [[LABELS[k], f"{v.median:,.0f}", v.spread(), f"{cpu[k].median:.1f}"] for k, v in rates.items()]
+    rates, cpu, redis_cpu, ratios = (result["_series"][k] for k in ("rates", "cpu", "redis_cpu", "ratios"))
+    rows = [
+        [LABELS[k], f"{v.median:,.0f}", v.spread(), f"{cpu[k].median:.1f}", f"{redis_cpu[k].median:.1f}"]
+        for k, v in rates.items()
+    ]
     lines = [
         f"worker throughput, {result['events']:,} pre-filled events of {result['envelope_bytes']} B, no-op handler",
-        table(["consumer", "events/s", "spread", "consumer CPU µs/event"], rows),
+        table(["consumer", "events/s", "spread", "consumer CPU µs/event", "Redis CPU µs/event"], rows),
     ]
     for label, series in ratios.items():
         target = RATIOS[label][2]

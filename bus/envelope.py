@@ -38,6 +38,26 @@ def utc_now_rfc3339() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
+_parsed_second: list[Any] = [None, 0.0]  # the last whole second parsed by utc_rfc3339_to_unix_s, and its Unix time
+
+
+def utc_rfc3339_to_unix_s(text: str) -> float:
+    """Unix time in seconds of an RFC 3339 time with an offset, e.g. ``receivedtime``. Raises ValueError.
+
+    The worker reads every event's ``receivedtime`` for its latency metric, so the format
+    :func:`utc_now_rfc3339` writes (``2026-01-01T00:00:00.123Z``) reuses the parse of the last whole second."""
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        prefix = text[:19]
+        if _parsed_second[0] != prefix:
+            moment = dt.datetime.fromisoformat(prefix + "+00:00")
+            _parsed_second[0], _parsed_second[1] = prefix, moment.timestamp()
+        return _parsed_second[1] + int(text[20:23]) / 1000
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset")
+    return moment.timestamp()
+
+
 def rfc3339(moment: dt.datetime) -> str:
     """Format an aware datetime as RFC 3339 (``2026-01-01T00:00:00.000Z`` for UTC)."""
     if moment.tzinfo is None:

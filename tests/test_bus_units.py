@@ -13,7 +13,7 @@ import pytest
 import bus
 from bus.config import BusSettings
 from bus.deadletter import DeadLetter
-from bus.envelope import Event
+from bus.envelope import Event, utc_rfc3339_to_unix_s
 from bus.errors import ConfigError, EnvelopeError
 from bus.naming import Names, idempotency_key
 from bus.retention import GroupProgress, group_progress, trim_bound
@@ -217,3 +217,23 @@ def test_error_replies_that_mean_an_outage(reply: str, unavailable: bool) -> Non
     from bus.connection import is_unavailable
 
     assert is_unavailable(ResponseError(reply)) is unavailable
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T00:00:00.000Z", 1767225600.0),
+        ("2026-01-01T00:00:00.999Z", 1767225600.999),
+        ("2026-01-01T00:00:01.500Z", 1767225601.5),  # a new second after a cached one
+        ("2026-01-01T01:00:00.250+01:00", 1767225600.25),  # other offsets take the general parse
+        ("2026-01-01T00:00:00.5Z", 1767225600.5),
+    ],
+)
+def test_received_time_parse_exact(text: str, expected: float) -> None:
+    assert utc_rfc3339_to_unix_s(text) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["2026-01-01T00:00:00.abcZ", "2026-13-01T00:00:00.000Z", "2026-01-01T00:00:00"])
+def test_received_time_parse_refuses_bad_text(text: str) -> None:
+    with pytest.raises(ValueError):
+        utc_rfc3339_to_unix_s(text)

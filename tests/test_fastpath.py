@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import random
 import string
+import time
 import uuid
 
 import pytest
@@ -183,6 +184,32 @@ async def test_a_batch_is_acked_with_one_trace_record_per_event(redis, names) ->
     assert steps[1]["group"] == "fast" and steps[1]["notes"] == {"n": "42"} and steps[1]["attempt"] == 1
     assert 0 < await redis.ttl(names.trace("test", "evt_42")) <= 7 * 24 * 3600
     assert await redis.hlen(names.retry("fast")) == 0
+
+
+async def test_an_acked_record_without_notes_is_the_same_json(redis, names) -> None:  # type: ignore[no-untyped-def]
+    # Records without notes come from a pre-encoded template: names needing JSON escapes or holding a '%' must
+    # still give the record trace.record would.
+    consumer = Consumer('odd"%d%s\\name')
+
+    @consumer.handler("payment.succeeded")
+    async def handle(event: Event, ctx: Context) -> None:
+        return None
+
+    await ensure_groups(redis, names, [consumer])
+    async with running_worker(consumer, redis, names, consumer_name='worker "%s" 1'):
+        before_ms = int(time.time() * 1000)
+        await Publisher(redis, names).publish_many([([event(n)], None) for n in range(3)])
+
+        async def acked() -> bool:
+            return len((await traces.read(redis, names, "evt_2", "test"))["test"]) == 2
+
+        await wait_until(acked, what="the acked record")
+    record = (await traces.read(redis, names, "evt_2", "test"))["test"][1]
+    assert set(record) == {"at", "step", "group", "consumer", "attempt", "duration_s"}
+    assert record["step"] == "acked" and record["attempt"] == 1
+    assert record["group"] == 'odd"%d%s\\name' and record["consumer"] == 'worker "%s" 1'
+    assert before_ms <= record["at"] <= int(time.time() * 1000)
+    assert isinstance(record["duration_s"], float) and 0 <= record["duration_s"] < 1
 
 
 async def test_stopping_acks_what_finished(redis, names) -> None:  # type: ignore[no-untyped-def]
