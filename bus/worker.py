@@ -77,6 +77,11 @@ class _Acked(NamedTuple):
     record: bytes
 
 
+# NamedTuple's generated __new__ is Python code; tuple.__new__ builds the same object at half the cost, and these
+# are made once per delivery.
+_tuple_new = tuple.__new__
+
+
 # Acks one stream's finished entries. KEYS[1] = stream, KEYS[2] = the group's retry hash, KEYS[3..] = trace keys;
 # ARGV[1] = group, ARGV[2] = trace TTL (s), ARGV[3] = n, ARGV[4..3+n] = entry ids, ARGV[4+n..] = one trace record per
 # trace key. XACK and HDEL in chunks (Lua's unpack has a stack limit), then each trace record is appended (a trace
@@ -110,7 +115,7 @@ def parse_read(reply: Any) -> list[Delivery]:
                     fields = {fields[0]: fields[1]}
                 else:
                     fields = dict(zip(fields[::2], fields[1::2], strict=True))
-            deliveries.append(Delivery(name, entry_id.decode(), fields or {}, 1))
+            deliveries.append(_tuple_new(Delivery, (name, entry_id.decode(), fields or {}, 1)))
     return deliveries
 
 
@@ -200,6 +205,7 @@ class Worker:
         self._group_bulk = wire.bulk(self.group.encode())
         self._trace_ttl_bulk = wire.bulk(b"%d" % trace_ttl_s)
         self._stop_deadline: float | None = None  # monotonic time the grace period ends, once stopping
+        self._stop_signal: asyncio.Future[Any] | None = None  # done once stopping; made by run()
         self._acking: asyncio.Future[None] | None = None
         # Per event type: the handler's metric children (labels() looked up once, not per event).
         self._type_metrics: dict[str, tuple[Any, Any, Any]] = {}
@@ -226,6 +232,7 @@ class Worker:
             await self._retry_until_up(self._ensure_groups)
             metrics.initialize(groups={self.group: self.consumer.event_types})
             log.info("worker started", extra={"group": self.group, "consumer": self.name, "streams": self._streams})
+            self._stop_signal = asyncio.ensure_future(self._stopping.wait())
             reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"{self.group}-reclaimer")
             try:
                 await self._read_loop()
@@ -233,6 +240,8 @@ class Worker:
                 # The reclaimer wakes on stop and lets its own batch finish within the grace period.
                 self._stopping.set()
                 await asyncio.gather(reclaimer, return_exceptions=True)
+                self._stop_signal.cancel()
+                self._stop_signal = None
                 with contextlib.suppress(*REDIS_DOWN):
                     await self._redis.hdel(workers.key(self._names.prefix), self.name)
             log.info("worker stopped", extra={"group": self.group, "consumer": self.name, **self.counts})
@@ -269,7 +278,6 @@ class Worker:
 
     async def _read_loop(self) -> None:
         read_command = wire.pack([self._read_command()])
-        stop = asyncio.ensure_future(self._stopping.wait())
         outage = 0.2
         read: asyncio.Future[list[Delivery]] | None = None
         try:
@@ -279,7 +287,7 @@ class Worker:
                         return
                     read = asyncio.ensure_future(self._read(read_command))
                 if not read.done():
-                    await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({read, self._stop_signal or read}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     # Stopping while blocked: entries Redis hands out after this point stay pending under our name
                     # and are reclaimed after the visibility timeout, so cancelling loses nothing.
@@ -317,7 +325,6 @@ class Worker:
                 if deliveries:
                     await self._run_batch(deliveries)
         finally:
-            stop.cancel()
             if read is not None:
                 read.cancel()
                 await asyncio.gather(read, return_exceptions=True)
@@ -400,33 +407,56 @@ class Worker:
     async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[_Acked]]:
         """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
         task per entry); returns the acked entries by stream. On stop, running handlers get what is left of
-        ``grace_s``."""
+        ``grace_s``.
+
+        Lanes are added one per turn of the event loop while entries are waiting: handlers that never wait (pure
+        computation) are all run by the first lane without the cost of the others, handlers waiting on I/O get up to
+        ``concurrency`` lanes within as many loop turns."""
         acked: list[_Acked] = []
-        outcomes: list[Outcome | None] = [None] * len(deliveries)
-        turns = iter(range(len(deliveries)))
+        count = len(deliveries)
+        outcomes: list[Outcome | None] = [None] * count
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        lanes: list[asyncio.Future[None]] = []
+        next_turn = 0
+        running = 0
         if self._stopping.is_set() and self._grace_left() <= 0:
-            turns = iter(())  # read before the stop, but no time is left: they stay pending
+            next_turn = count  # read before the stop, but no time is left: they stay pending
 
         async def lane() -> None:
             # A lane holds one of the worker's ``concurrency`` slots (shared with the reclaimer's batches) while it
             # takes its turns: at most ``concurrency`` handlers run at once, with one semaphore acquire per lane.
-            async with self._concurrency:
-                for i in turns:
-                    try:
-                        outcomes[i] = await self._dispatch(deliveries[i], acked)
-                    except Exception:  # a fault of the worker itself; handler failures are outcomes
-                        outcomes[i] = Outcome.CANCELLED
-                        log.error("worker error", exc_info=True, extra={"group": self.group})
+            nonlocal next_turn, running
+            try:
+                async with self._concurrency:
+                    while next_turn < count:
+                        i, next_turn = next_turn, next_turn + 1
+                        try:
+                            outcomes[i] = await self._dispatch(deliveries[i], acked)
+                        except Exception:  # a fault of the worker itself; handler failures are outcomes
+                            outcomes[i] = Outcome.CANCELLED
+                            log.error("worker error", exc_info=True, extra={"group": self.group})
+            finally:
+                running -= 1
+                if not running and next_turn >= count and not finished.done():
+                    finished.set_result(None)
 
-        lanes = [asyncio.ensure_future(lane()) for _ in range(min(self._lanes, len(deliveries)))]
-        everything = asyncio.gather(*lanes, return_exceptions=True)
-        if not self._stopping.is_set():
-            stop = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({everything, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-        if not everything.done():  # stopping: give running handlers the grace period, then cancel them
-            await asyncio.wait({everything}, timeout=max(0.0, self._grace_left()))
-            if not everything.done():
+        def add_lane() -> None:
+            nonlocal running
+            if next_turn < count and len(lanes) < self._lanes and not finished.done():
+                running += 1
+                lanes.append(asyncio.ensure_future(lane()))
+                loop.call_soon(add_lane)  # runs after the new lane's first step: another only if it had to wait
+
+        add_lane()
+        if not lanes:
+            finished.set_result(None)
+        if not finished.done() and not self._stopping.is_set():
+            await asyncio.wait({finished, self._stop_signal or finished}, return_when=asyncio.FIRST_COMPLETED)
+        if not finished.done():  # stopping: give running handlers the grace period, then cancel them
+            await asyncio.wait({finished}, timeout=max(0.0, self._grace_left()))
+            if not finished.done():
+                finished.cancel()  # no more lanes
                 for task in lanes:
                     task.cancel()
                 await asyncio.gather(*lanes, return_exceptions=True)
@@ -529,7 +559,8 @@ class Worker:
             )
         else:  # the same record, from the template (once per delivery): duration_s with 6 decimals
             record = self._acked_template % (int(now * 1000), delivery.delivery_count, *divmod(micros, 1_000_000))
-        acked.append(_Acked(delivery.stream, delivery.entry_id, self._names.trace(event.source, event.id), record))
+        trace_key = self._names.trace(event.source, event.id)
+        acked.append(_tuple_new(_Acked, (delivery.stream, delivery.entry_id, trace_key, record)))
         if received := event.extensions.get("receivedtime"):
             try:
                 latency_metric.observe(now - utc_rfc3339_to_unix_s(received))
