@@ -7,8 +7,9 @@ id and a fresh signature. The three servers are measured in turn, round after ro
 is emptied before every measurement; ratios are computed within a round.
 
 hookbus runs as deployed: ``python -m bus ingest`` with the installed consumers, whose groups it creates at start-up
-(no worker runs, so entries accumulate until the next flush, which also drops those groups) and INFO logs (JSON, one
-line per accepted webhook) to a file. It answers 200 only after the dedupe + XADD + trace script ran.
+(no worker runs, so entries accumulate until the next flush, which also drops those groups), logging to a file at
+``HOOKBUS_LOG_LEVEL=WARNING`` (the per-webhook success lines, INFO, are off, as the README's Performance section
+states). It answers 200 only after the dedupe + XADD + trace script ran.
 
     python -m bench.ingest_rate [--rounds 3] [--duration 4] [--workers 1]
 """
