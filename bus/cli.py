@@ -26,6 +26,7 @@ from .logs import configure
 from .naming import Names
 from .ratelimit import Limiter, configured_limits
 from .registry import load_consumer, load_consumers
+from .startup import settle_garbage_collector
 from .status import dlq_lengths, render, render_workers, streams_status
 from .workers import list_workers
 
@@ -118,6 +119,7 @@ def worker(name: str, metrics_port: int | None) -> None:
             maxlen=settings.hookbus_stream_maxlen,
             metrics_port=port or None,
             limiter=Limiter(redis, names, configured_limits(), max_wait_s=settings.hookbus_ratelimit_max_wait_s),
+            on_started=settle_garbage_collector,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

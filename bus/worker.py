@@ -129,7 +129,8 @@ class Worker:
 
     Times are in seconds except ``block_ms`` (the XREADGROUP BLOCK argument, milliseconds). The client's socket
     timeout must exceed ``block_ms`` (see :func:`bus.connection.connect`). ``retention_s`` / ``maxlen`` bound the
-    streams this worker reads (None: no limit); trimming never removes what a group still needs.
+    streams this worker reads (None: no limit); trimming never removes what a group still needs. ``on_started`` is
+    called once the consumer's lifespan is entered and its groups exist, before the first read.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class Worker:
         trace_ttl_s: int = trace.TRACE_TTL_S,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         if not consumer.handlers:
             raise ConfigError(f"consumer {consumer.name!r} has no handlers")
@@ -192,6 +194,7 @@ class Worker:
         self._shared = Shared(self.group, self.name, redis, names, {}, logging.getLogger(f"hookbus.{self.group}"))
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
+        self._on_started = on_started
         self._trace_ttl_s = trace_ttl_s
         # The "acked" trace record with this worker's constant fields encoded once: "at", "attempt" and
         # "duration_s" are filled in per delivery (see _dispatch).
@@ -231,6 +234,8 @@ class Worker:
             self._shared = dataclasses.replace(self._shared, state=state)
             await self._retry_until_up(self._ensure_groups)
             metrics.initialize(groups={self.group: self.consumer.event_types})
+            if self._on_started is not None:
+                self._on_started()
             log.info("worker started", extra={"group": self.group, "consumer": self.name, "streams": self._streams})
             self._stop_signal = asyncio.ensure_future(self._stopping.wait())
             reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"{self.group}-reclaimer")
