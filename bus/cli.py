@@ -38,7 +38,8 @@ class WorkerSettings(BusSettings):
     (0 = no metrics endpoint), ``HOOKBUS_RETENTION_S`` and ``HOOKBUS_STREAM_MAXLEN`` (stream retention by age and
     by length; trimming never removes entries a group still needs), ``HOOKBUS_CONSUMER_TIMEOUT_S`` (idle consumers
     owning nothing are removed after this long), ``HOOKBUS_RATELIMIT_MAX_WAIT_S`` (how long a handler waits for the
-    shared rate limit before its entry is released for a later retry)."""
+    shared rate limit before its entry is released for a later retry), ``HOOKBUS_READ_AHEAD`` (batches read ahead
+    while batches are handled quickly)."""
 
     hookbus_block_ms: int = 2000
     hookbus_batch_size: int = 100
@@ -51,6 +52,7 @@ class WorkerSettings(BusSettings):
     hookbus_stream_maxlen: int | None = None
     hookbus_consumer_timeout_s: float = 3600.0
     hookbus_ratelimit_max_wait_s: float = 5.0
+    hookbus_read_ahead: int = 3
 
 
 def describe_config_error(exc: Exception) -> str:
@@ -120,6 +122,7 @@ def worker(name: str, metrics_port: int | None) -> None:
             metrics_port=port or None,
             limiter=Limiter(redis, names, configured_limits(), max_wait_s=settings.hookbus_ratelimit_max_wait_s),
             on_started=settle_garbage_collector,
+            read_ahead=settings.hookbus_read_ahead,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

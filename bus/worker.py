@@ -26,6 +26,7 @@ One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -52,6 +53,10 @@ from .naming import Names
 from .ratelimit import Limiter
 
 log = logging.getLogger("hookbus.worker")
+
+#: A batch handled within this many seconds counts as quick: the worker then reads up to ``read_ahead`` batches
+#: ahead (at most ``read_ahead`` × this long of extra wait for an entry read ahead).
+QUICK_BATCH_S = 0.02
 
 
 class Outcome(enum.Enum):
@@ -130,7 +135,9 @@ class Worker:
     Times are in seconds except ``block_ms`` (the XREADGROUP BLOCK argument, milliseconds). The client's socket
     timeout must exceed ``block_ms`` (see :func:`bus.connection.connect`). ``retention_s`` / ``maxlen`` bound the
     streams this worker reads (None: no limit); trimming never removes what a group still needs. ``on_started`` is
-    called once the consumer's lifespan is entered and its groups exist, before the first read.
+    called once the consumer's lifespan is entered and its groups exist, before the first read. ``read_ahead`` is how
+    many batches the worker reads ahead of the one it handles while batches are handled within
+    :data:`QUICK_BATCH_S` (one otherwise).
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_started: Callable[[], None] | None = None,
+        read_ahead: int = 3,
     ) -> None:
         if not consumer.handlers:
             raise ConfigError(f"consumer {consumer.name!r} has no handlers")
@@ -163,6 +171,8 @@ class Worker:
             raise ConfigError("HOOKBUS_VISIBILITY_TIMEOUT_S must exceed HOOKBUS_CLAIM_INTERVAL_S, both positive")
         if batch_size < 1 or concurrency < 1 or block_ms < 1 or grace_s < 0:
             raise ConfigError("HOOKBUS_BATCH_SIZE, HOOKBUS_CONCURRENCY and HOOKBUS_BLOCK_MS must be at least 1")
+        if read_ahead < 1:
+            raise ConfigError("HOOKBUS_READ_AHEAD must be at least 1")
         socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
         if socket_timeout is not None and socket_timeout <= block_ms / 1000:
             # Otherwise every idle XREADGROUP BLOCK ends in a socket timeout that looks like an outage (case 029).
@@ -195,6 +205,8 @@ class Worker:
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
         self._on_started = on_started
+        self._read_ahead = read_ahead
+        self._quick_batches = False  # whether the last batch was handled within QUICK_BATCH_S (see _read_loop)
         self._trace_ttl_s = trace_ttl_s
         # The "acked" trace record with this worker's constant fields encoded once: "at", "attempt" and
         # "duration_s" are filled in per delivery (see _dispatch).
@@ -284,24 +296,37 @@ class Worker:
     async def _read_loop(self) -> None:
         read_command = wire.pack([self._read_command()])
         outage = 0.2
-        read: asyncio.Future[list[Delivery]] | None = None
+        # Reads in flight, oldest first: the one whose batch is handled next and more behind it, so Redis prepares
+        # the next batches while this one's handlers run. One more while batches take long (they wait here, leased,
+        # instead of going to an idle worker), up to ``read_ahead`` while they are quick (where the round trips are
+        # what limits the rate).
+        reads: collections.deque[asyncio.Future[list[Delivery]]] = collections.deque()
         try:
             while True:
-                if read is None:
-                    if self._stopping.is_set():
-                        return
-                    read = asyncio.ensure_future(self._read(read_command))
+                depth = self._read_ahead if self._quick_batches else 1
+                while len(reads) <= depth and not self._stopping.is_set():
+                    reads.append(asyncio.ensure_future(self._read(read_command)))
+                if not reads:
+                    return
+                # The last batch's acks go out right behind the new reads (tasks start in order), so Redis answers
+                # those first and runs the ack script (the costlier half) while the next batch is handled.
+                self._queue_acks({})
+                read = reads[0]
                 if not read.done():
                     await asyncio.wait({read, self._stop_signal or read}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     # Stopping while blocked: entries Redis hands out after this point stay pending under our name
-                    # and are reclaimed after the visibility timeout, so cancelling loses nothing.
-                    read.cancel()
-                    await asyncio.gather(read, return_exceptions=True)
-                    return
-                done, read = read, None
+                    # and are reclaimed after the visibility timeout, so cancelling loses nothing. (A batch that
+                    # was read before the stop is still handled, within what is left of the grace period.)
+                    for pending in reads:
+                        if not pending.done():
+                            pending.cancel()
+                    await asyncio.gather(*reads, return_exceptions=True)
+                    reads = collections.deque(r for r in reads if not r.cancelled() and r.exception() is None)
+                    continue
+                reads.popleft()
                 try:
-                    deliveries = done.result()
+                    deliveries = read.result()
                 except ResponseError as exc:
                     if is_unavailable(exc):  # OOM, BUSY (a long script), READONLY, LOADING…: wait like an outage
                         log.warning("redis refused the read", extra={"group": self.group, "error": str(exc)[:200]})
@@ -322,17 +347,12 @@ class Worker:
                     continue
                 outage = 0.2
                 self.heartbeat = self._clock()
-                self._queue_acks({})  # acks an outage held back go out again
-                if not self._stopping.is_set():
-                    # Read ahead: Redis prepares the next batch while this one's handlers run. (Read before a stop,
-                    # a batch is still handled, within what is left of the grace period.)
-                    read = asyncio.ensure_future(self._read(read_command))
                 if deliveries:
-                    await self._run_batch(deliveries)
+                    await self._run_batch(deliveries, send_acks=False)
         finally:
-            if read is not None:
-                read.cancel()
-                await asyncio.gather(read, return_exceptions=True)
+            for pending in reads:
+                pending.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
             await self._flush_acks()
 
     def _read_command(self) -> list[wire.Arg]:
@@ -362,10 +382,9 @@ class Worker:
         return deliveries
 
     def _queue_acks(self, acks: Mapping[str, list[_Acked]]) -> None:
-        """Queue ``acks`` and make sure the ack task is sending: at once if it is idle, else right after its round
-        trip (which then takes everything queued meanwhile). Acks go out on their own connection, so the read loop
-        never waits for them, and Redis runs the ack script (the costlier half, with its trace records) while this
-        worker handles the next batch."""
+        """Queue ``acks`` and make sure the ack task is sending what is queued: at once if it is idle, else right
+        after its round trip (which then takes everything queued meanwhile). Acks go out on their own connection, so
+        the read loop never waits for them."""
         for stream, items in acks.items():
             self._unacked.setdefault(stream, []).extend(items)
         if self._unacked and (self._acking is None or self._acking.done()):
@@ -387,14 +406,16 @@ class Worker:
 
     # -- processing --------------------------------------------------------------------------------------------
 
-    async def _run_batch(self, deliveries: list[Delivery]) -> None:
-        """Handle ``deliveries`` concurrently and queue the successes' acks (see :meth:`_queue_acks`).
+    async def _run_batch(self, deliveries: list[Delivery], *, send_acks: bool = True) -> None:
+        """Handle ``deliveries`` concurrently and queue the successes' acks (see :meth:`_queue_acks`): sent at once,
+        or with ``send_acks=False`` by the read loop's next turn.
 
         Every entry counts as in flight from its receipt until it is acked (or its failure is recorded): entries
         waiting for a concurrency slot, or done and waiting for their XACK, keep their lease and are never reclaimed
         by this worker.
         """
         received = self._clock()
+        started = time.monotonic()
         self._log_success = log.isEnabledFor(logging.INFO)
         for d in deliveries:
             self._inflight.setdefault((d.stream, d.entry_id), received)
@@ -407,7 +428,11 @@ class Worker:
                 key = (d.stream, d.entry_id)
                 if key not in waiting:
                     self._inflight.pop(key, None)
-            self._queue_acks(acks)
+            for stream, items in acks.items():
+                self._unacked.setdefault(stream, []).extend(items)
+            self._quick_batches = time.monotonic() - started <= QUICK_BATCH_S
+            if send_acks:
+                self._queue_acks({})
 
     async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[_Acked]]:
         """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
