@@ -200,7 +200,8 @@ class Worker:
         self._dlq = names.dlq(self.group)
         self._mover = DeadLetterMover(redis)
         self._stopping = asyncio.Event()
-        self._inflight: dict[tuple[str, str], float] = {}
+        # Entries in flight (received, not yet acked or settled) by stream: entry id → Unix time received.
+        self._inflight: dict[str, dict[str, float]] = {stream: {} for stream in self._streams}
         self._shared = Shared(self.group, self.name, redis, names, {}, logging.getLogger(f"hookbus.{self.group}"))
         self._last_housekeeping = 0.0
         self._metrics_port = metrics_port
@@ -377,8 +378,9 @@ class Worker:
             await conn.send_packed_command(read_command)
             deliveries = parse_read(await conn.read_response())
         received = self._clock()
+        inflight = self._inflight
         for d in deliveries:
-            self._inflight[(d.stream, d.entry_id)] = received
+            inflight[d.stream][d.entry_id] = received
         return deliveries
 
     def _queue_acks(self, acks: Mapping[str, list[_Acked]]) -> None:
@@ -414,25 +416,19 @@ class Worker:
         waiting for a concurrency slot, or done and waiting for their XACK, keep their lease and are never reclaimed
         by this worker.
         """
-        received = self._clock()
         started = time.monotonic()
         self._log_success = log.isEnabledFor(logging.INFO)
-        for d in deliveries:
-            self._inflight.setdefault((d.stream, d.entry_id), received)
-        acks: dict[str, list[_Acked]] = {}
         try:
             acks = await self._run_tasks(deliveries)
-        finally:
-            waiting = {(stream, a.entry_id) for stream, items in acks.items() for a in items}
+        except BaseException:  # the worker itself is going down: nothing of this batch will be acked
             for d in deliveries:
-                key = (d.stream, d.entry_id)
-                if key not in waiting:
-                    self._inflight.pop(key, None)
-            for stream, items in acks.items():
-                self._unacked.setdefault(stream, []).extend(items)
-            self._quick_batches = time.monotonic() - started <= QUICK_BATCH_S
-            if send_acks:
-                self._queue_acks({})
+                self._inflight[d.stream].pop(d.entry_id, None)
+            raise
+        for stream, items in acks.items():
+            self._unacked.setdefault(stream, []).extend(items)
+        self._quick_batches = time.monotonic() - started <= QUICK_BATCH_S
+        if send_acks:
+            self._queue_acks({})
 
     async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[_Acked]]:
         """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
@@ -494,8 +490,12 @@ class Worker:
                     "grace period over; unfinished entries stay pending",
                     extra={"group": self.group, "unfinished": outcomes.count(None)},
                 )
-        for outcome in outcomes:
-            self.counts[(outcome or Outcome.CANCELLED).value] += 1
+        counts = self.counts
+        for i, outcome in enumerate(outcomes):
+            if outcome is None or outcome is Outcome.CANCELLED:  # not run, or not finished: it stays pending
+                outcome = Outcome.CANCELLED
+                self._inflight[deliveries[i].stream].pop(deliveries[i].entry_id, None)
+            counts[outcome.value] += 1
         acks: dict[str, list[_Acked]] = {}
         for item in acked:
             acks.setdefault(item.stream, []).append(item)
@@ -522,9 +522,9 @@ class Worker:
         if isinstance(reply, Exception):
             # Not acked means redelivered later; handlers are idempotent, so this costs a repeat, never a loss.
             log.warning("ack failed; entries will be redelivered", extra={"group": self.group, "error": repr(reply)})
-        inflight = self._inflight
+        inflight = self._inflight[stream]
         for a in items:
-            inflight.pop((stream, a.entry_id), None)
+            inflight.pop(a.entry_id, None)
 
     async def _ack(self, acks: Mapping[str, list[_Acked]], *, keep_on_outage: bool = False) -> bool:
         """Ack now (one script per stream, one round trip). With ``keep_on_outage``, acks that could not be sent
@@ -606,7 +606,7 @@ class Worker:
     def _settled(self, delivery: Delivery, outcome: Outcome) -> Outcome:
         """A delivery that will not be acked: its retry time is recorded (or it was dead-lettered), so any worker
         may take it when due; it leaves this worker's lease."""
-        self._inflight.pop((delivery.stream, delivery.entry_id), None)
+        self._inflight[delivery.stream].pop(delivery.entry_id, None)
         return outcome
 
     def _metrics_for(self, event_type: str) -> tuple[Any, Any, Any]:
@@ -782,12 +782,10 @@ class Worker:
     async def _extend_leases(self) -> None:
         """Re-claim long-running entries to ourselves so nobody takes them over while their handler still runs."""
         limit = self._clock() - self._visibility_ms / 3000
-        by_stream: dict[str, list[str]] = {}
-        for (stream, entry_id), started in list(self._inflight.items()):
-            if started < limit:
-                by_stream.setdefault(stream, []).append(entry_id)
-        for stream, ids in by_stream.items():
-            await self._redis.xclaim(stream, self.group, self.name, min_idle_time=0, message_ids=ids, justid=True)
+        for stream, inflight in self._inflight.items():
+            ids = [entry_id for entry_id, received in list(inflight.items()) if received < limit]
+            if ids:
+                await self._redis.xclaim(stream, self.group, self.name, min_idle_time=0, message_ids=ids, justid=True)
 
     async def _record_deleted(self, stream: str) -> None:
         """Entries deleted from the stream while pending can never be processed: record them, never crash."""
@@ -822,7 +820,7 @@ class Worker:
         now_ms = int(self._clock() * 1000)
         due: dict[str, pel.PendingEntry] = {}
         for entry, raw in zip(pending, records, strict=True):
-            if (stream, entry.entry_id) in self._inflight:
+            if entry.entry_id in self._inflight[stream]:
                 continue
             ready = entry.idle_ms >= self._visibility_ms
             if raw is not None:
@@ -857,6 +855,9 @@ class Worker:
                 ] += 1
                 continue
             deliveries.append(Delivery(stream, entry_id, fields, previous + 1))
+        received = self._clock()
+        for d in deliveries:  # in flight from their receipt, as read entries are
+            self._inflight[stream][d.entry_id] = received
         if deliveries:
             log.info("reclaimed", extra={"group": self.group, "stream": stream, "count": len(deliveries)})
         return deliveries
