@@ -31,8 +31,10 @@ from .wire import Arg, ScriptCalls
 # costs no extra round trip.
 _PUBLISH = """
 local ttl, maxlen = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+end
 local results = {}
 local k, a = 1, 3
 while a <= #ARGV do
@@ -41,7 +43,7 @@ while a <= #ARGV do
   local seen = dedupe ~= '' and redis.call('GET', dedupe)
   if seen then
     if trace ~= '' then
-      redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"duplicate","entries":"' .. seen .. '"}')
+      redis.call('RPUSH', trace, '{"at":' .. now_ms() .. ',"step":"duplicate","entries":"' .. seen .. '"}')
     end
     results[#results + 1] = {0, seen}
   else
@@ -65,7 +67,9 @@ while a <= #ARGV do
       local joined = table.concat(ids, ',')
       if dedupe ~= '' then redis.call('SET', dedupe, joined, 'EX', ttl) end
       if trace ~= '' then
-        redis.call('RPUSH', trace, '{"at":' .. now .. ',"step":"published","entries":"' .. joined .. '"}')
+        -- An id XADD made is "<Unix ms>-<sequence>": the time of publication, without another call for TIME.
+        local at = string.sub(ids[1], 1, string.find(ids[1], '-', 1, true) - 1)
+        redis.call('RPUSH', trace, '{"at":' .. at .. ',"step":"published","entries":"' .. joined .. '"}')
         redis.call('EXPIRE', trace, ttl)
       end
       results[#results + 1] = {1, joined}

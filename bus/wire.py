@@ -49,7 +49,13 @@ def pack(commands: Iterable[Command]) -> bytes:
     for command in commands:
         append(b"*%d\r\n" % len(command))
         for arg in command:
-            data = arg if type(arg) is bytes else arg.encode() if type(arg) is str else _encode(arg)
+            kind = type(arg)
+            if kind is bytes:
+                data = arg
+            elif kind is str:
+                data = arg.encode()
+            else:
+                data = b"%d" % arg if kind is int else _encode(arg)
             append(b"$%d\r\n" % len(data))
             append(data)
             append(b"\r\n")
@@ -98,6 +104,44 @@ async def exchange(redis: aioredis.Redis, commands: Sequence[Command]) -> list[A
     return await exchange_packed(redis, pack(commands), len(commands))
 
 
+class KeptConnections:
+    """Connections of ``redis``'s pool kept checked out by one hot path and reused call after call.
+
+    redis-py's pool checkout and release (a lock, connection-count bookkeeping for its observability hooks) cost
+    more than packing and parsing a small command, so a path that makes one round trip per call (a publish) keeps
+    its connections: as many as it has round trips in flight at once, usually one or two. A connection that fails
+    mid-exchange is disconnected and given back to the pool, with every other kept one (after a server restart they
+    are all stale), and the exchange is retried once on a fresh connection from the pool, as :func:`exchange` does.
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._pool = redis.connection_pool
+        self._idle: list[AbstractConnection] = []
+
+    async def exchange(self, payload: bytes, count: int) -> list[Any]:
+        """Send ``count`` commands RESP-encoded in ``payload`` in one write; their replies (error replies as
+        ResponseError values). Only for commands that are safe to repeat after a connection error."""
+        for attempt in (1, 2):
+            conn = self._idle.pop() if self._idle and attempt == 1 else await self._pool.get_connection()
+            try:
+                await conn.send_packed_command(payload)
+                replies = [await read(conn) for _ in range(count)]
+            except BaseException as exc:
+                await self._drop([conn, *self._idle])
+                self._idle = []
+                if attempt == 2 or not isinstance(exc, RedisConnectionError):
+                    raise
+                continue
+            self._idle.append(conn)
+            return replies
+        raise AssertionError("unreachable")
+
+    async def _drop(self, connections: list[AbstractConnection]) -> None:
+        for conn in connections:
+            await conn.disconnect(nowait=True)
+            await self._pool.release(conn)
+
+
 async def exchange_packed(redis: aioredis.Redis, payload: bytes, count: int) -> list[Any]:
     """:func:`exchange` for ``count`` commands already RESP-encoded in ``payload``."""
     pool = redis.connection_pool
@@ -135,7 +179,8 @@ class ScriptCalls:
         self._redis = redis
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
-        self._shared = list(shared)
+        self._shared = [_encode(arg) for arg in shared]
+        self._connections = KeptConnections(redis)
         self._max_calls = max_calls
         self._queue: list[tuple[Sequence[Arg], Sequence[Arg], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -180,11 +225,12 @@ class ScriptCalls:
 
     async def _run(self, commands: Sequence[Command]) -> list[Any]:
         """Send EVALSHA ``commands`` of this script in one write (loading the script if the server lacks it)."""
-        replies = await exchange(self._redis, commands)
+        replies = await self._connections.exchange(pack(commands), len(commands))
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # first use, or the server restarted / flushed its scripts: nothing of those calls ran
             await self._redis.script_load(self._script)
-            for i, reply in zip(missing, await exchange(self._redis, [commands[i] for i in missing]), strict=True):
+            again = [commands[i] for i in missing]
+            for i, reply in zip(missing, await self._connections.exchange(pack(again), len(again)), strict=True):
                 replies[i] = reply
         return replies
 

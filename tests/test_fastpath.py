@@ -204,7 +204,8 @@ async def test_an_acked_record_without_notes_is_the_same_json(redis, names) -> N
             return len((await traces.read(redis, names, "evt_2", "test"))["test"]) == 2
 
         await wait_until(acked, what="the acked record")
-    record = (await traces.read(redis, names, "evt_2", "test"))["test"][1]
+    published, record = (await traces.read(redis, names, "evt_2", "test"))["test"]
+    assert published["step"] == "published" and before_ms <= published["at"] <= record["at"]
     assert set(record) == {"at", "step", "group", "consumer", "attempt", "duration_s"}
     assert record["step"] == "acked" and record["attempt"] == 1
     assert record["group"] == 'odd"%d%s\\name' and record["consumer"] == 'worker "%s" 1'
