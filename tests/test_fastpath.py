@@ -129,6 +129,16 @@ async def test_publish_reloads_the_script_after_a_script_flush(redis, names) -> 
     assert await redis.xlen(names.stream("payment.succeeded")) == 12
 
 
+async def test_publisher_survives_its_kept_connections_being_killed(redis, names) -> None:  # type: ignore[no-untyped-def]
+    # The publisher keeps its connections out of the pool; when the server drops them (a restart, CLIENT KILL) the
+    # next publish still succeeds, on a fresh connection, and publishes once.
+    publisher = Publisher(redis, names)
+    await asyncio.gather(*(publisher.publish([event(n)]) for n in range(5)))  # a few kept connections
+    await redis.client_kill_filter(_type="normal", skipme=True)
+    result = await publisher.publish([event(99)])
+    assert not result.duplicate and await redis.xlen(names.stream("payment.succeeded")) == 6
+
+
 async def test_script_errors_reach_only_their_caller(redis) -> None:  # type: ignore[no-untyped-def]
     script = """
     local out = {}
