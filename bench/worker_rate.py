@@ -1,7 +1,8 @@
 """Benchmark 2: worker throughput against (c) a raw redis-py consume loop and (d) FastStream's stream subscriber.
 
 One stream is pre-filled with ``--events`` (200,000) envelopes, each the event ingest makes of the benchmark's
-signed Stripe webhook (about 600 bytes, a distinct event id each). Every contender then reads that same stream
+signed Stripe webhook (about 600 bytes, a distinct event id each), published as ingest publishes them (with their
+dedupe keys and trace records). Every contender then reads that same stream
 through a fresh consumer group created at ``0``, as its own process(es), with a handler that does nothing:
 
 - hookbus: ``python -m bus worker bench.consumers:noop`` with its defaults (batch 100, concurrency 16, INFO logs
@@ -19,6 +20,7 @@ counted). hookbus and (c) run with hiredis and with redis-py's pure-Python parse
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -26,7 +28,10 @@ from typing import Any
 
 import redis
 
+from bus.connection import connect
+from bus.envelope import Event
 from bus.naming import Names
+from bus.publisher import Publisher
 from ingest.sources.stripe import StripeSource
 
 from . import webhooks
@@ -58,14 +63,22 @@ def envelopes(count: int) -> list[bytes]:
 
 
 def prefill(client: redis.Redis, count: int) -> int:
-    """XADD ``count`` envelopes to :data:`STREAM`; returns the envelope size in bytes."""
+    """Publish ``count`` envelopes to :data:`STREAM` as ingest does (``Publisher.publish_many``: each with its dedupe
+    key and the trace record hookbus's acks append to); returns the envelope size in bytes."""
     payloads = envelopes(count)
-    for start in range(0, count, 5000):
-        with client.pipeline(transaction=False) as pipe:
-            for payload in payloads[start : start + 5000]:
-                pipe.xadd(STREAM, {"event": payload})
-            pipe.execute()
+    url = "redis://{host}:{port}/{db}".format(**client.connection_pool.connection_kwargs)
+    asyncio.run(_publish(url, [Event.from_json(p) for p in payloads]))
     return len(payloads[0])
+
+
+async def _publish(url: str, events: list[Event]) -> None:
+    client = connect(url, socket_timeout_s=30)
+    publisher = Publisher(client, Names())
+    try:
+        for start in range(0, len(events), 500):
+            await publisher.publish_many([([e], (e.source, e.id)) for e in events[start : start + 500]])
+    finally:
+        await client.aclose()
 
 
 def _group(client: redis.Redis, name: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from redis.exceptions import ResponseError
 
 from . import metrics, pel, retention, trace, wire, workers
 from .connection import REDIS_DOWN, is_unavailable
-from .consumer import Consumer, Context, Resources, Shared, enter_lifespan
+from .consumer import Consumer, Context, Handler, Resources, Shared, enter_lifespan
 from .deadletter import DeadLetter, DeadLetterMover
 from .envelope import FIELD, Event, utc_rfc3339_to_unix_s
 from .errors import ConfigError, EnvelopeError, NotReady, PermanentError, RetryLater
@@ -210,7 +210,7 @@ class Worker:
         self._quick_batches = False  # whether the last batch was handled within QUICK_BATCH_S (see _read_loop)
         self._trace_ttl_s = trace_ttl_s
         # The "acked" trace record with this worker's constant fields encoded once: "at", "attempt" and
-        # "duration_s" are filled in per delivery (see _dispatch).
+        # "duration_s" are filled in per delivery (see _succeeded).
         constant = b',"step":"acked","group":%b,"consumer":%b,' % (orjson.dumps(self.group), orjson.dumps(self.name))
         self._acked_template = b'{"at":%d' + constant.replace(b"%", b"%%") + b'"attempt":%d,"duration_s":%d.%06d}'
         # Entries whose handler succeeded, by stream, each with its trace key and record: sent by the ack task as
@@ -457,8 +457,23 @@ class Worker:
                 async with self._concurrency:
                     while next_turn < count:
                         i, next_turn = next_turn, next_turn + 1
+                        delivery = deliveries[i]
                         try:
-                            outcomes[i] = await self._dispatch(deliveries[i], acked)
+                            # The handler is awaited here and the steps around it are plain calls: no coroutine of
+                            # the worker's own per event.
+                            prepared = self._prepare(delivery)
+                            if prepared is None:
+                                outcomes[i] = await self._undeliverable(delivery)
+                                continue
+                            event, ctx, handler, children = prepared
+                            started = time.perf_counter()
+                            try:
+                                await handler(event, ctx)
+                            except Exception as exc:
+                                children[0].observe(time.perf_counter() - started)
+                                outcomes[i] = await self._handler_failed(delivery, event, ctx, exc)
+                                continue
+                            outcomes[i] = self._succeeded(delivery, event, ctx, children, started, acked)
                         except Exception:  # a fault of the worker itself; handler failures are outcomes
                             outcomes[i] = Outcome.CANCELLED
                             log.error("worker error", exc_info=True, extra={"group": self.group})
@@ -544,39 +559,59 @@ class Worker:
             self._acked(stream, items, reply)
         return True
 
-    async def _dispatch(self, delivery: Delivery, acked: list[_Acked]) -> Outcome:
-        """Run the handler of one delivery; on success append it to ``acked`` with its trace record."""
+    def _prepare(self, delivery: Delivery) -> tuple[Event, Context, Handler, tuple[Any, Any, Any]] | None:
+        """The event of ``delivery``, its context, handler and metric children; None if it cannot be handled (see
+        :meth:`_undeliverable`)."""
+        try:
+            event = Event.from_fields(delivery.fields)
+        except EnvelopeError:
+            return None
+        handler = self.consumer.handlers.get(event.type)
+        if handler is None:
+            return None
+        children = self._type_metrics.get(event.type) or self._metrics_for(event.type)
+        ctx = Context(self._shared, delivery.stream, delivery.entry_id, delivery.delivery_count, event)
+        return event, ctx, handler, children
+
+    async def _undeliverable(self, delivery: Delivery) -> Outcome:
+        """Dead-letter an entry that is not an envelope, or whose type has no handler (a replayed or misrouted
+        entry)."""
         try:
             event = Event.from_fields(delivery.fields)
         except EnvelopeError as exc:
             return self._settled(
                 delivery, await self._dead_letter(delivery, "unknown", "EnvelopeError", str(exc), None)
             )
-        handler = self.consumer.handlers.get(event.type)
-        if handler is None:  # only possible for a replayed or misrouted entry
-            return self._settled(
-                delivery,
-                await self._dead_letter(delivery, event.type, "NoHandler", f"no handler for {event.type!r}", None),
-            )
-        ctx = Context(self._shared, delivery.stream, delivery.entry_id, delivery.delivery_count, event)
-        duration_metric, acked_metric, latency_metric = self._metrics_for(event.type)
-        started = time.perf_counter()
-        try:
-            await handler(event, ctx)
-        except PermanentError as exc:
-            fields = ctx.log_fields
-            return self._settled(
-                delivery, await self._dead_letter(delivery, event.type, type(exc).__name__, exc.reason, None, fields)
-            )
-        except Exception as exc:  # any other failure is transient: retried with backoff
-            return self._settled(delivery, await self._failed(delivery, event.type, exc, ctx.log_fields))
-        finally:
-            elapsed = time.perf_counter() - started
-            duration_metric.observe(elapsed)
+        reason = f"no handler for {event.type!r}"
+        return self._settled(delivery, await self._dead_letter(delivery, event.type, "NoHandler", reason, None))
+
+    async def _handler_failed(self, delivery: Delivery, event: Event, ctx: Context, exc: Exception) -> Outcome:
+        """Dead-letter after a :class:`bus.errors.PermanentError`, else record when to retry (see :meth:`_failed`)."""
+        fields = ctx.log_fields
+        if isinstance(exc, PermanentError):
+            outcome = await self._dead_letter(delivery, event.type, type(exc).__name__, exc.reason, None, fields)
+        else:  # any other failure is transient: retried with backoff
+            outcome = await self._failed(delivery, event.type, exc, fields)
+        return self._settled(delivery, outcome)
+
+    def _succeeded(
+        self,
+        delivery: Delivery,
+        event: Event,
+        ctx: Context,
+        children: tuple[Any, Any, Any],
+        started: float,
+        acked: list[_Acked],
+    ) -> Outcome:
+        """Record a handler's success (``started``: its ``perf_counter`` start): metrics, the trace record to append
+        with the XACK, the log line; ``delivery`` joins ``acked``."""
+        elapsed = time.perf_counter() - started
+        duration_metric, acked_metric, latency_metric = children
+        duration_metric.observe(elapsed)
         acked_metric.inc()
         now = self._clock()
         micros = round(elapsed * 1_000_000)
-        notes = ctx.notes
+        notes = ctx._notes  # not the property, which would make an empty dict for every event without notes
         if notes:
             record = trace.record(
                 "acked",
@@ -600,7 +635,7 @@ class Worker:
         # second can set HOOKBUS_LOG_LEVEL=WARNING and rely on the event's trace and the metrics instead.
         if self._log_success:
             duration = micros / 1_000_000
-            log.info("handled", extra=ctx.log_fields | {"outcome": "acked", "duration_s": duration, **notes})
+            log.info("handled", extra=ctx.log_fields | {"outcome": "acked", "duration_s": duration, **(notes or {})})
         return Outcome.ACKED
 
     def _settled(self, delivery: Delivery, outcome: Outcome) -> Outcome:
