@@ -15,7 +15,8 @@ Only for code that runs on one event loop thread; anything else uses prometheus-
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -54,23 +55,41 @@ class CounterChild:
         self.value += amount
 
 
-class _Family:
+Child = TypeVar("Child", "HistogramChild", "CounterChild")
+
+
+class _Family(Generic[Child]):
+    """Labelled series made by ``new_child`` on first use, registered with ``registry`` (None: not registered)."""
+
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry | None
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry | None,
+        new_child: Callable[[], Child],
     ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._new_child = new_child
+        self._children: dict[tuple[str, ...], Child] = {}
         if registry is not None:
             registry.register(self)
 
-    def _check(self, values: tuple[str, ...]) -> tuple[str, ...]:
+    def labels(self, *values: str) -> Child:
+        """The series of ``values`` (one per label name, in order), created at zero on first use. Raises ValueError
+        for a wrong number of values."""
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected label values for {self.labelnames}, got {values}")
-        return tuple(str(v) for v in values)
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramChild]):
     """A histogram with labels: ``LoopHistogram(name, doc, labelnames, buckets).labels(*values).observe(v)``.
 
     ``buckets`` are the finite upper bounds, increasing (``+Inf`` is implied). Raises ValueError for unsorted
@@ -89,16 +108,7 @@ class LoopHistogram(_Family):
         if bounds != sorted(set(bounds)):
             raise ValueError(f"{name}: buckets must be increasing")
         self.bounds = tuple(bounds)
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-
-    def labels(self, *values: str) -> HistogramChild:
-        """The series of ``values`` (one per label name, in order), created at zero on first use."""
-        key = self._check(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self.bounds)
-        return child
+        super().__init__(name, documentation, labelnames, registry, lambda: HistogramChild(self.bounds))
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -115,7 +125,7 @@ class LoopHistogram(_Family):
         yield family
 
 
-class LoopCounter(_Family):
+class LoopCounter(_Family[CounterChild]):
     """A counter with labels: ``LoopCounter(name, doc, labelnames).labels(*values).inc()``. ``name`` ends in
     ``_total`` (the exposition's sample name); raises ValueError for a wrong number of label values."""
 
@@ -124,16 +134,7 @@ class LoopCounter(_Family):
     ) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"{name}: a counter's name ends in _total")
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-
-    def labels(self, *values: str) -> CounterChild:
-        """The series of ``values`` (one per label name, in order), created at zero on first use."""
-        key = self._check(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild()
-        return child
+        super().__init__(name, documentation, labelnames, registry, CounterChild)
 
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
