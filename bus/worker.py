@@ -3,10 +3,11 @@
 One :class:`Worker` runs one :class:`bus.consumer.Consumer` in one process:
 
 - It blocks in ``XREADGROUP ... BLOCK`` on every stream the consumer handles, plus the group's replay stream (no
-  sleep loop), runs the handlers of a batch concurrently (up to ``concurrency``) and acks the successful ones with
+  sleep loop), reading ahead of the batch in hand (up to ``read_ahead`` batches while batches are quick, one
+  otherwise), runs the handlers of a batch concurrently (up to ``concurrency``) and acks the successful ones with
   one XACK per stream, once every handler of the batch has returned. The acks (with their trace records, in one
-  script) go out right behind the next XREADGROUP, on a second connection: no round trip of their own on the
-  critical path, and Redis runs the ack script while the worker handles the next batch.
+  script) go out right behind the next reads, on a second connection: no round trip of their own on the critical
+  path, and Redis runs the ack script while the worker handles the next batch.
 - A failed entry is *not* acked. Its next attempt time (backoff by delivery count, or a later ``Retry-After``) is
   recorded in the group's retry hash, and the reclaimer XCLAIMs it once due. The delivery count comes from the
   pending entries list (XPENDING), so it survives restarts.
