@@ -126,6 +126,10 @@ class Context:
             self._notes = {}
         return self._notes
 
+    @notes.setter
+    def notes(self, facts: dict[str, str]) -> None:
+        self._notes = facts
+
     def note(self, **facts: object) -> None:
         """Record facts about this delivery for the event's trace, e.g. ``ctx.note(quickbooks_id="146")``.
         Values are shown as text; never pass secrets or whole payloads."""

@@ -125,6 +125,13 @@ def parse_read(reply: Any) -> list[Delivery]:
     return deliveries
 
 
+def _being_cancelled() -> bool:
+    """Whether the running task was asked to stop (``Task.cancel()``), as opposed to code it awaited raising
+    CancelledError on its own."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def default_consumer_name() -> str:
     """``host-pid``: unique per process, so a restarted process never inherits a dead one's entries by name."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -259,6 +266,7 @@ class Worker:
                 # The reclaimer wakes on stop and lets its own batch finish within the grace period.
                 self._stopping.set()
                 await asyncio.gather(reclaimer, return_exceptions=True)
+                await self._flush_acks()  # the reclaimer's last batch, if it finished after the read loop
                 self._stop_signal.cancel()
                 self._stop_signal = None
                 with contextlib.suppress(*REDIS_DOWN):
@@ -302,60 +310,75 @@ class Worker:
         # the next batches while this one's handlers run. One more while batches take long (they wait here, leased,
         # instead of going to an idle worker), up to ``read_ahead`` while they are quick (where the round trips are
         # what limits the rate).
-        reads: collections.deque[asyncio.Future[list[Delivery]]] = collections.deque()
+        # Each read is tagged with the number of read failures waited out before it was sent: reads sent before the
+        # last failure fail the same way (an outage, NOGROUP) and are dropped without another wait.
+        reads: collections.deque[tuple[int, asyncio.Future[list[Delivery]]]] = collections.deque()
+        failures = 0
         try:
             while True:
                 depth = self._read_ahead if self._quick_batches else 1
                 while len(reads) <= depth and not self._stopping.is_set():
-                    reads.append(asyncio.ensure_future(self._read(read_command)))
+                    reads.append((failures, asyncio.ensure_future(self._read(read_command))))
                 if not reads:
                     return
                 # The last batch's acks go out right behind the new reads (tasks start in order), so Redis answers
                 # those first and runs the ack script (the costlier half) while the next batch is handled.
                 self._queue_acks({})
-                read = reads[0]
+                sent_after, read = reads[0]
                 if not read.done():
                     await asyncio.wait({read, self._stop_signal or read}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     # Stopping while blocked: entries Redis hands out after this point stay pending under our name
                     # and are reclaimed after the visibility timeout, so cancelling loses nothing. (A batch that
                     # was read before the stop is still handled, within what is left of the grace period.)
-                    for pending in reads:
+                    for _, pending in reads:
                         if not pending.done():
                             pending.cancel()
-                    await asyncio.gather(*reads, return_exceptions=True)
-                    reads = collections.deque(r for r in reads if not r.cancelled() and r.exception() is None)
+                    await asyncio.gather(*(pending for _, pending in reads), return_exceptions=True)
+                    reads = collections.deque(r for r in reads if not r[1].cancelled() and r[1].exception() is None)
                     continue
                 reads.popleft()
                 try:
                     deliveries = read.result()
-                except ResponseError as exc:
-                    if is_unavailable(exc):  # OOM, BUSY (a long script), READONLY, LOADING…: wait like an outage
-                        log.warning("redis refused the read", extra={"group": self.group, "error": str(exc)[:200]})
-                        await self._sleep(outage * self._rng.uniform(0.5, 1.0))
-                        outage = min(outage * 2, 5.0)
-                        continue
-                    if not is_nogroup(exc):
+                except Exception as exc:
+                    if not self._survivable(exc):
                         raise
-                    log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
-                    await self._retry_until_up(self._recreate_groups)
-                    await self._sleep(outage)  # a group deleted again at once must not become a hot loop
-                    outage = min(outage * 2, 5.0)
-                    continue
-                except REDIS_DOWN as exc:
-                    log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
-                    await self._sleep(outage * self._rng.uniform(0.5, 1.0))
-                    outage = min(outage * 2, 5.0)
+                    if sent_after < failures:
+                        continue  # sent before the failure just waited out: it failed the same way, no second wait
+                    failures += 1
+                    outage = await self._read_failed(exc, outage)
                     continue
                 outage = 0.2
                 self.heartbeat = self._clock()
                 if deliveries:
                     await self._run_batch(deliveries, send_acks=False)
         finally:
-            for pending in reads:
+            for _, pending in reads:
                 pending.cancel()
-            await asyncio.gather(*reads, return_exceptions=True)
+            await asyncio.gather(*(pending for _, pending in reads), return_exceptions=True)
             await self._flush_acks()
+
+    @staticmethod
+    def _survivable(exc: BaseException) -> bool:
+        """A read failure the worker waits out: Redis unreachable, refusing (OOM, BUSY, LOADING…), or NOGROUP."""
+        if isinstance(exc, ResponseError):
+            return is_unavailable(exc) or is_nogroup(exc)
+        return isinstance(exc, REDIS_DOWN)
+
+    async def _read_failed(self, exc: BaseException, outage: float) -> float:
+        """Wait out a read failure (see :meth:`_survivable`): back off ``outage`` seconds, jittered, after recreating
+        the groups for NOGROUP. Returns the next back-off (doubled, capped at 5 s)."""
+        if isinstance(exc, ResponseError) and is_nogroup(exc):
+            log.warning("consumer group vanished (NOGROUP); recreating it at 0", extra={"group": self.group})
+            await self._retry_until_up(self._recreate_groups)
+            await self._sleep(outage)  # a group deleted again at once must not become a hot loop
+        else:
+            if isinstance(exc, ResponseError):
+                log.warning("redis refused the read", extra={"group": self.group, "error": str(exc)[:200]})
+            else:
+                log.warning("redis unreachable while reading", extra={"group": self.group, "error": repr(exc)})
+            await self._sleep(outage * self._rng.uniform(0.5, 1.0))
+        return min(outage * 2, 5.0)
 
     def _read_command(self) -> list[wire.Arg]:
         return [
@@ -470,7 +493,11 @@ class Worker:
                             started = time.perf_counter()
                             try:
                                 await handler(event, ctx)
-                            except Exception as exc:
+                            except (Exception, asyncio.CancelledError) as exc:
+                                if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                                    raise  # this lane is cancelled: the grace period is over
+                                # A CancelledError of the handler's own (it awaited something someone else
+                                # cancelled) is a failure like any other, retried later.
                                 children[0].observe(time.perf_counter() - started)
                                 outcomes[i] = await self._handler_failed(delivery, event, ctx, exc)
                                 continue
@@ -480,12 +507,14 @@ class Worker:
                             log.error("worker error", exc_info=True, extra={"group": self.group})
             finally:
                 running -= 1
-                if not running and next_turn >= count and not finished.done():
+                if next_turn < count:
+                    loop.call_soon(add_lane)  # a lane that ended early (never a handler's doing) is replaced
+                elif not running and not finished.done():
                     finished.set_result(None)
 
         def add_lane() -> None:
             nonlocal running
-            if next_turn < count and len(lanes) < self._lanes and not finished.done():
+            if next_turn < count and running < self._lanes and not finished.done():
                 running += 1
                 lanes.append(asyncio.ensure_future(lane()))
                 loop.call_soon(add_lane)  # runs after the new lane's first step: another only if it had to wait
@@ -586,7 +615,7 @@ class Worker:
         reason = f"no handler for {event.type!r}"
         return self._settled(delivery, await self._dead_letter(delivery, event.type, "NoHandler", reason, None))
 
-    async def _handler_failed(self, delivery: Delivery, event: Event, ctx: Context, exc: Exception) -> Outcome:
+    async def _handler_failed(self, delivery: Delivery, event: Event, ctx: Context, exc: BaseException) -> Outcome:
         """Dead-letter after a :class:`bus.errors.PermanentError`, else record when to retry (see :meth:`_failed`)."""
         fields = ctx.log_fields
         if isinstance(exc, PermanentError):
@@ -656,7 +685,7 @@ class Worker:
             )
         return children
 
-    async def _failed(self, delivery: Delivery, event_type: str, exc: Exception, extra: dict[str, Any]) -> Outcome:
+    async def _failed(self, delivery: Delivery, event_type: str, exc: BaseException, extra: dict[str, Any]) -> Outcome:
         """Record when to retry, or dead-letter once the attempts are used up."""
         now_ms = int(self._clock() * 1000)
         previous = await self._failure_record(delivery.entry_id)
