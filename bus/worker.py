@@ -351,7 +351,9 @@ class Worker:
                 outage = 0.2
                 self.heartbeat = self._clock()
                 if deliveries:
+                    started = time.monotonic()
                     await self._run_batch(deliveries, send_acks=False)
+                    self._quick_batches = time.monotonic() - started <= QUICK_BATCH_S
         finally:
             for _, pending in reads:
                 pending.cancel()
@@ -407,13 +409,13 @@ class Worker:
             inflight[d.stream][d.entry_id] = received
         return deliveries
 
-    def _queue_acks(self, acks: Mapping[str, list[_Acked]]) -> None:
-        """Queue ``acks`` and make sure the ack task is sending what is queued: at once if it is idle, else right
-        after its round trip (which then takes everything queued meanwhile). Acks go out on their own connection, so
-        the read loop never waits for them."""
+    def _queue_acks(self, acks: Mapping[str, list[_Acked]], *, send: bool = True) -> None:
+        """Queue ``acks`` and, with ``send``, make sure the ack task is sending what is queued: at once if it is idle,
+        else right after its round trip (which then takes everything queued meanwhile). Acks go out on their own
+        connection, so the read loop never waits for them."""
         for stream, items in acks.items():
             self._unacked.setdefault(stream, []).extend(items)
-        if self._unacked and (self._acking is None or self._acking.done()):
+        if send and self._unacked and (self._acking is None or self._acking.done()):
             self._acking = asyncio.ensure_future(self._send_acks())
 
     async def _send_acks(self) -> None:
@@ -440,7 +442,6 @@ class Worker:
         waiting for a concurrency slot, or done and waiting for their XACK, keep their lease and are never reclaimed
         by this worker.
         """
-        started = time.monotonic()
         self._log_success = log.isEnabledFor(logging.INFO)
         try:
             acks = await self._run_tasks(deliveries)
@@ -448,11 +449,7 @@ class Worker:
             for d in deliveries:
                 self._inflight[d.stream].pop(d.entry_id, None)
             raise
-        for stream, items in acks.items():
-            self._unacked.setdefault(stream, []).extend(items)
-        self._quick_batches = time.monotonic() - started <= QUICK_BATCH_S
-        if send_acks:
-            self._queue_acks({})
+        self._queue_acks(acks, send=send_acks)
 
     async def _run_tasks(self, deliveries: list[Delivery]) -> dict[str, list[_Acked]]:
         """Run the handlers in up to ``concurrency`` lanes (tasks that take the batch's entries in turn, rather than a
