@@ -41,6 +41,10 @@ def _load(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (https://toml.io/en/v1.0.0#spec)
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {exc.start}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
 
 
 def section(name: str, model: type[M]) -> M:

@@ -11,6 +11,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from bus import rules
+from bus.errors import ConfigError
 from consumers.crm import CrmRules
 from consumers.inventory import InventoryRules
 from ingest.senders import SENDERS
@@ -91,3 +92,25 @@ def test_senders_sign_what_their_source_accepts(
 
 def test_configured_sources_from_the_example(configured: None) -> None:
     assert {"forms/contact", "forms/quote", "inventory", "shopify", "webinar"} <= set(configured_sources())
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'x = "\xff"\n', "not valid TOML: not UTF-8 at byte 5"),
+        (b"x = \n", "not valid TOML: Invalid value"),
+    ],
+)
+def test_an_unreadable_rules_file_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "hookbus.toml"
+    path.write_bytes(content)
+    monkeypatch.setenv("HOOKBUS_CONFIG", str(path))
+    rules.reload()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            rules.section("sources.forms", FormsSection)
+        assert str(caught.value).startswith(f"{path}: {expected}")
+    finally:
+        rules.reload()
