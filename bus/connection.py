@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -58,7 +58,14 @@ UNAVAILABLE_REPLIES = ("OOM", "BUSY", "READONLY", "MISCONF", "LOADING", "MASTERD
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True for an outage (:data:`REDIS_DOWN`) or an error reply in :data:`UNAVAILABLE_REPLIES`."""
+    """True for an outage (:data:`REDIS_DOWN`) or an error reply in :data:`UNAVAILABLE_REPLIES`.
+
+    redis-py turns some of those replies into their own exception classes and drops the code from the message
+    (``OOM command not allowed…`` becomes ``OutOfMemoryError("command not allowed…")``, with the code in
+    ``status_code``); error replies it passes on as they are (inside a script's reply, for one) keep it in the text."""
     if isinstance(exc, REDIS_DOWN):
         return True
-    return isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in UNAVAILABLE_REPLIES
+    if not isinstance(exc, ResponseError):
+        return False
+    code = getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]
+    return code in UNAVAILABLE_REPLIES or isinstance(exc, OutOfMemoryError | ReadOnlyError)

@@ -43,7 +43,9 @@ while a <= #ARGV do
   local seen = dedupe ~= '' and redis.call('GET', dedupe)
   if seen then
     if trace ~= '' then
-      redis.call('RPUSH', trace, '{"at":' .. now_ms() .. ',"step":"duplicate","entries":"' .. seen .. '"}')
+      -- pcall: a trace record that cannot be written (the server is out of memory) must not fail the answer, nor
+      -- the other deliveries of this call.
+      redis.pcall('RPUSH', trace, '{"at":' .. now_ms() .. ',"step":"duplicate","entries":"' .. seen .. '"}')
     end
     results[#results + 1] = {0, seen}
   else
