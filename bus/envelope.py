@@ -67,8 +67,12 @@ def rfc3339(moment: dt.datetime) -> str:
 
 
 def from_unix(seconds: int | float) -> str:
-    """RFC 3339 UTC time of a Unix timestamp in seconds (Stripe's ``created``)."""
-    return rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+    """RFC 3339 UTC time of a Unix timestamp in seconds (Stripe's ``created``). Raises ValueError for a time the
+    platform cannot represent (before year 1 or after 9999, or beyond what its C library takes)."""
+    try:
+        return rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+    except (OverflowError, OSError) as exc:  # OSError: EOVERFLOW from the C library for some huge values
+        raise ValueError(f"Unix time {seconds!r} is out of range") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,14 @@ WEBHOOK_OUTCOMES = (
     "too_large",
     "client_disconnected",
     "unavailable",
+    "internal_error",
 )
 
 WEBHOOKS_RECEIVED = Counter(
     "hookbus_webhooks_received_total",
     "Webhook requests received, by source and outcome "
-    "(accepted, duplicate, unhandled_type, bad_signature, bad_request, too_large, client_disconnected, unavailable).",
+    "(accepted, duplicate, unhandled_type, bad_signature, bad_request, too_large, client_disconnected, unavailable, "
+    "internal_error).",
     ["source", "outcome"],
 )
 WEBHOOK_CLOCK_SKEW = Counter(

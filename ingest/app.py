@@ -53,7 +53,7 @@ from .config import IngestSettings
 from .deadlines import Deadlines
 from .envelopes import envelope_json
 from .sources import configured_sources
-from .sources.base import PayloadError, SignatureError, Source
+from .sources.base import Delivery, PayloadError, SignatureError, Source
 
 log = logging.getLogger("hookbus.ingest")
 
@@ -72,6 +72,19 @@ class ORJSONResponse(JSONResponse):
 BODY_TIMEOUT_S = 30.0
 #: Event times further ahead than this (seconds) are refused: one would otherwise win every newer-snapshot check.
 MAX_FUTURE_S = 24 * 3600
+
+
+#: The longest event id accepted. Providers' ids are tens of characters; an id is part of the dedupe and trace keys,
+#: every log line and the answer, so a megabyte of id would be stored and echoed several times over.
+MAX_EVENT_ID_CHARS = 256
+
+
+def _overlong_id(delivery: Delivery) -> str | None:
+    """The start of the first id (the delivery's or an event's) over :data:`MAX_EVENT_ID_CHARS`, or None."""
+    for event_id in (delivery.event_id, *(event.id for event in delivery.events)):
+        if len(event_id) > MAX_EVENT_ID_CHARS:
+            return event_id[:32]
+    return None
 
 
 def _from_the_future(events: Sequence[Event], now: float) -> str | None:
@@ -151,10 +164,12 @@ class Ingest:
         """``POST /webhooks/{source}`` as a plain ASGI app: Starlette's request, routing and middleware layers would
         cost more CPU than the rest of the webhook's handling. Answers are pre-encoded JSON; an unexpected error is
         logged and answered 500 with the JSON error body, as the Starlette routes do."""
+        name = webhook_source(scope) or ""
         try:
-            status, body, headers = await self._webhook(webhook_source(scope) or "", scope, receive)
+            status, body, headers = await self._webhook(name, scope, receive)
         except Exception:
             log.exception("unhandled error", extra={"path": scope["path"]})
+            self._outcome(name if name in self.sources else "unknown", "internal_error").inc()
             status, body, headers = _INTERNAL_ERROR
         await send(
             {
@@ -226,6 +241,9 @@ class Ingest:
             self._outcome(name, "bad_request").inc()
             log.warning("malformed payload", extra={"source": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
             return _error(400, "bad_request", f"malformed payload: {type(exc).__name__}: {exc}"[:300])
+        if too_long := _overlong_id(delivery):
+            self._outcome(name, "bad_request").inc()
+            return _error(400, "bad_request", f"event id longer than {MAX_EVENT_ID_CHARS} characters: {too_long}…")
         if future := _from_the_future(delivery.events, time.time()):  # the wall clock, not the signature clock
             self._outcome(name, "bad_request").inc()
             return _error(400, "bad_request", f"event time {future} is more than a day in the future")

@@ -29,6 +29,7 @@ def check_length(declared: str | None, limit: int) -> None:
 
     Raises :class:`BadContentLength` or :class:`BodyTooLarge`."""
     if declared is not None:
+        declared = declared.strip(" \t")  # optional whitespace around a field value (RFC 9110, section 5.5)
         if not declared.isdigit():
             raise BadContentLength(f"invalid Content-Length {declared[:32]!r}")
         if int(declared) > limit:

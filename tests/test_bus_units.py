@@ -237,3 +237,33 @@ def test_received_time_parse_exact(text: str, expected: float) -> None:
 def test_received_time_parse_refuses_bad_text(text: str) -> None:
     with pytest.raises(ValueError):
         utc_rfc3339_to_unix_s(text)
+
+
+def test_refusing_replies_are_unavailable_however_redis_py_words_them() -> None:
+    # redis-py maps OOM, READONLY, TRYAGAIN… to classes of its own and drops the code from the message.
+    from redis._parsers.base import BaseParser
+
+    from bus.connection import is_unavailable
+
+    for reply in (
+        "OOM command not allowed",
+        "READONLY replica",
+        "TRYAGAIN later",
+        "MASTERDOWN link down",
+        "CLUSTERDOWN down",
+        "BUSY script",
+        "LOADING dataset",
+        "MISCONF rdb",
+    ):
+        assert is_unavailable(BaseParser.parse_error(reply)), reply
+    for reply in ("ERR unknown command", "WRONGTYPE Operation", "NOGROUP No such key", "NOSCRIPT No matching"):
+        assert not is_unavailable(BaseParser.parse_error(reply)), reply
+
+
+def test_from_unix_refuses_what_it_cannot_represent() -> None:
+    from bus.envelope import from_unix
+
+    assert from_unix(1767225600) == "2026-01-01T00:00:00.000Z"
+    for seconds in (10**17, 2**63, -(10**15), float("inf")):
+        with pytest.raises(ValueError):
+            from_unix(seconds)

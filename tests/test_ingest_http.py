@@ -247,6 +247,16 @@ async def test_odd_values_are_a_bad_request_not_a_server_error(redis) -> None:  
         body = orjson.dumps(huge)
         r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
         assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        huge["created"] = 10**17  # beyond the C library's range: EOVERFLOW, not OverflowError
+        body = orjson.dumps(huge)
+        r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        long_id = orjson.loads(samples.payment_intent_succeeded(amount=100, currency="usd"))
+        long_id["id"] = "evt_" + "x" * 253  # 257 characters
+        body = orjson.dumps(long_id)
+        r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        assert "longer than 256 characters" in r.json()["detail"] and len(r.content) < 300
         r = await client.post("/webhooks/stripe/", content=body, headers=stripe_headers(body))
         assert (r.status_code, r.json()["error"]) == (404, "unknown_source")
     assert await redis.xlen(STREAM) == 0
@@ -265,6 +275,20 @@ async def test_redis_refusing_writes_is_a_503(redis) -> None:  # type: ignore[no
         assert (r.status_code, r.json()["error"], r.headers["Retry-After"]) == (503, "unavailable", "5")
         r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
         assert (r.status_code, r.json()["status"]) == (200, "accepted")
+        # A repeat while the server is full is still recognised (its trace record is skipped), and a new delivery
+        # sent with it in one script call still gets its 503.
+        other = samples.payment_intent_succeeded(amount=200, currency="usd")
+        await redis.config_set("maxmemory", "1")
+        try:
+            repeat, new = await asyncio.gather(
+                client.post("/webhooks/stripe", content=body, headers=stripe_headers(body)),
+                client.post("/webhooks/stripe", content=other, headers=stripe_headers(other)),
+            )
+        finally:
+            await redis.config_set("maxmemory", "0")
+        assert (repeat.status_code, repeat.json()["status"]) == (200, "duplicate")
+        assert (new.status_code, new.json()["error"]) == (503, "unavailable")
+    assert await redis.xlen(STREAM) == 1
 
 
 async def test_a_stalled_body_times_out(redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -298,6 +322,8 @@ async def test_an_unexpected_error_is_a_json_500_and_other_methods_a_json_405(re
         r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
         assert (r.status_code, r.json()["error"]) == (500, "internal_error")
         assert r.headers["content-type"] == "application/json"
+        exposition = (await client.get("/metrics")).text
+        assert 'hookbus_webhooks_received_total{outcome="internal_error",source="stripe"} 1.0' in exposition
         r = await client.put("/webhooks/stripe", content=body)
         assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
     assert await redis.xlen(STREAM) == 0
@@ -323,3 +349,28 @@ async def test_a_sender_leaving_mid_body_is_counted_not_published(redis) -> None
     assert sent[0]["status"] == 400
     assert orjson.loads(sent[1]["body"])["error"] == "client_disconnected"
     assert await redis.xlen(STREAM) == 0
+
+
+@pytest.mark.parametrize(
+    ("declared", "outcome"),
+    [
+        ("212", None),
+        ("212 ", None),
+        (" 212\t", None),
+        ("0", None),
+        ("21 2", "bad"),
+        ("-1", "bad"),
+        ("", "bad"),
+        ("2000000", "large"),
+    ],
+)
+def test_content_length_values(declared: str, outcome: str | None) -> None:
+    # Optional whitespace around a field value is allowed (RFC 9110, 5.5); anything else not a number is refused.
+    from ingest.body import BadContentLength, BodyTooLarge, check_length
+
+    expected = {None: None, "bad": BadContentLength, "large": BodyTooLarge}[outcome]
+    if expected is None:
+        check_length(declared, 1_000_000)
+    else:
+        with pytest.raises(expected):
+            check_length(declared, 1_000_000)
