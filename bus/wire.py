@@ -9,7 +9,9 @@ the client's):
 - :func:`lease` checks a connection out of the pool and throws it away, rather than returning it, if anything fails
   mid-exchange (an unread reply would desynchronise the next user);
 - :func:`read` reads the next reply, returning a server error reply as a :class:`redis.exceptions.ResponseError`
-  value instead of raising it, so a batch's other replies are still read.
+  value instead of raising it, so a batch's other replies are still read;
+- :func:`exchange` sends commands in one write and reads their replies; :class:`KeptConnections` does the same on
+  connections a hot path keeps checked out, for paths making one round trip per call;
 - :class:`ScriptCalls` runs one batch-taking Lua script for many concurrent callers: calls made while a round trip
   is in flight go out together in the next single script call (which runs without interleaving, so every call stays
   atomic) and each caller awaits its own reply. The coalescing adds no delay: a lone call is sent at once.
